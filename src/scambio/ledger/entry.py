@@ -1,0 +1,110 @@
+"""The entry: one atomic, signed-over, append-only ledger transaction.
+
+An entry is serialised exactly once, by `encode_entry`, into RFC 8785 canonical JSON; the
+Merkle leaf is the SHA-256 of those bytes (see `merkle.leaf_hash`). Every field is
+documented in `ledger/SPEC.md`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Final
+
+import msgspec
+
+from scambio.ledger.canonical import MAX_SAFE_INTEGER
+
+FORMAT_VERSION: Final = 1
+
+#: Account ids: lower-case, start with a letter or digit, at most 64 characters.
+ACCOUNT_ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9._:-]{0,63}")
+#: Entry ids (client transfer ids and derived ids such as "<hold id>:post").
+ENTRY_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+#: Entry times: RFC 3339 UTC with exactly six fractional digits, so that string order is
+#: time order.
+TIME_RE: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+ACCOUNT_KINDS: Final = frozenset(
+    {"member", "organisation", "sponsor", "pool", "clearing", "system"}
+)
+
+#: Largest amount a single transfer may move (10^9 minutes, about 1,900 years).
+MAX_MINUTES: Final = 10**9
+
+KIND_ACCOUNT: Final = "account"
+KIND_TRANSFER: Final = "transfer"
+KIND_HOLD: Final = "hold"
+KIND_POST: Final = "post"
+KIND_VOID: Final = "void"
+KIND_REVERSAL: Final = "reversal"
+
+ENTRY_KINDS: Final = frozenset(
+    {KIND_ACCOUNT, KIND_TRANSFER, KIND_HOLD, KIND_POST, KIND_VOID, KIND_REVERSAL}
+)
+#: Kinds whose postings move posted balances and can later be reversed.
+REVERSIBLE_KINDS: Final = frozenset({KIND_TRANSFER, KIND_POST})
+
+SafeInt = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+RefValue = str | SafeInt
+
+
+class Posting(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One leg of an entry: minutes added to (positive) or taken from (negative) an account."""
+
+    account: str
+    minutes: SafeInt
+
+
+class AccountSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An account's kind and limits, as opened or changed by an `account` entry."""
+
+    id: str
+    kind: str
+    min_balance: SafeInt | None
+    max_balance: SafeInt | None
+
+
+class Entry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+            omit_defaults=True):
+    """A ledger entry. `account` appears only on entries of kind `account`."""
+
+    v: int
+    ledger: str
+    index: SafeInt
+    id: str
+    kind: str
+    time: str
+    postings: tuple[Posting, ...]
+    memo: str
+    refs: dict[str, RefValue]
+    account: AccountSpec | None = None
+
+
+_encoder = msgspec.json.Encoder(order="sorted")
+_decoder = msgspec.json.Decoder(Entry)
+
+
+def encode_entry(entry: Entry) -> bytes:
+    """The canonical (RFC 8785) bytes of an entry: the only bytes ever hashed."""
+    return _encoder.encode(entry)
+
+
+def decode_entry(data: bytes) -> Entry:
+    """Parse canonical bytes; raises msgspec.ValidationError/DecodeError on bad shape."""
+    return _decoder.decode(data)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds: fixed width, so string order is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    if not TIME_RE.fullmatch(text):
+        raise ValueError(f"time {text!r} is not RFC 3339 UTC with microseconds")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def now_time() -> str:
+    return format_time(datetime.now(UTC))

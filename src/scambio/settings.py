@@ -1,0 +1,86 @@
+"""Settings, read once from `SCAMBIO_*` environment variables with safe defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value Scambio cannot use."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    data_dir: Path
+    database_url: str
+    key_file: Path
+    ledger_origin: str
+    #: Default limits for member and organisation accounts (minutes; None = unbounded).
+    default_min_balance: int | None = -600
+    default_max_balance: int | None = None
+    #: Most requests the appender commits in one transaction (and one checkpoint).
+    batch_size: int = 1000
+    #: Largest request body accepted, in bytes.
+    max_body_size: int = 1_048_576
+    #: Holds without an explicit expiry expire after this many seconds (None = never).
+    default_hold_expiry: int | None = None
+    #: How often, in seconds, `serve` voids expired holds (0 = never; jobs take over later).
+    hold_sweep_interval: float = 60.0
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _int_or_none(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("none", "unbounded"):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer or 'none', got {raw!r}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _int_or_none(env, name, default)
+    if value is None or not low <= value <= high:
+        raise SettingsError(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment (or a mapping, in tests)."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("SCAMBIO_DATA_DIR") or "var")
+    url = env.get("SCAMBIO_DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'scambio.db'}"
+    if not url.startswith(("sqlite+aiosqlite://", "postgresql+psycopg://")):
+        raise SettingsError(
+            "SCAMBIO_DATABASE_URL must start with sqlite+aiosqlite:/// or postgresql+psycopg://"
+        )
+    key_file = Path(env.get("SCAMBIO_KEY_FILE") or data_dir / "node.key")
+    origin = env.get("SCAMBIO_LEDGER_ORIGIN") or "scambio.local/demo"
+    if not origin or any(c.isspace() for c in origin) or "+" in origin:
+        raise SettingsError("SCAMBIO_LEDGER_ORIGIN must be non-empty, without spaces or '+'")
+    interval = env.get("SCAMBIO_HOLD_SWEEP_INTERVAL")
+    try:
+        sweep = float(interval) if interval else 60.0
+    except ValueError:
+        raise SettingsError("SCAMBIO_HOLD_SWEEP_INTERVAL must be a number of seconds") from None
+    return Settings(
+        data_dir=data_dir,
+        database_url=url,
+        key_file=key_file,
+        ledger_origin=origin,
+        default_min_balance=_int_or_none(env, "SCAMBIO_DEFAULT_MIN_BALANCE", -600),
+        default_max_balance=_int_or_none(env, "SCAMBIO_DEFAULT_MAX_BALANCE", None),
+        batch_size=_int(env, "SCAMBIO_BATCH_SIZE", 1000, 1, 10_000),
+        max_body_size=_int(env, "SCAMBIO_MAX_BODY_SIZE", 1_048_576, 1024, 64 * 1_048_576),
+        default_hold_expiry=_int_or_none(env, "SCAMBIO_DEFAULT_HOLD_EXPIRY", None),
+        hold_sweep_interval=sweep,
+    )

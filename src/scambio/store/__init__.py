@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, engines, migrations, the append path and read queries."""
