@@ -1,0 +1,266 @@
+"""The `scambio` command: wiring only; every command delegates to a service module."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from scambio.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+
+ROLES = ("admin", "manager", "auditor")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _run(factory: Callable[[Settings], Awaitable[T]]) -> T:
+    return asyncio.run(factory(_settings()))
+
+
+@click.group()
+@click.version_option(package_name="scambio")
+def main() -> None:
+    """Scambio: a timebank ledger that anyone can verify.
+
+    Settings come from SCAMBIO_* environment variables (see README.md).
+    """
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API and pages (uvicorn)."""
+    import uvicorn
+
+    settings = _settings()
+    _run(_preflight)
+    click.echo(f"Scambio: ledger {settings.ledger_origin} on {settings.database_url}")
+    click.echo(f"Serving on http://{host}:{port}/  (API docs: http://{host}:{port}/schema)")
+    uvicorn.run(
+        "scambio.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+async def _preflight(settings: Settings) -> None:
+    """Fail fast, before uvicorn starts, with the schema and key checks' own messages."""
+    from scambio.store.db import make_engine
+    from scambio.store.keyfile import load_or_create_key
+    from scambio.store.migrate import SchemaError, check_schema
+
+    engine = make_engine(settings.database_url, null_pool=True)
+    try:
+        await check_schema(engine)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        await engine.dispose()
+    load_or_create_key(settings.key_file, settings.ledger_origin)
+
+
+# -- db --------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the database schema (SQLite or PostgreSQL)."""
+
+    async def go(settings: Settings) -> str | None:
+        from scambio.store.db import make_engine
+        from scambio.store.migrate import current_revision, upgrade
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            await upgrade(engine, revision)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"database at revision {_run(go)}")
+
+
+@db.command("check")
+def db_check() -> None:
+    """Exit non-zero if the schema is behind this version of Scambio."""
+
+    async def go(settings: Settings) -> None:
+        from scambio.store.db import make_engine
+        from scambio.store.migrate import SchemaError, check_schema
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            await check_schema(engine)
+        except SchemaError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            await engine.dispose()
+
+    _run(go)
+    click.echo("schema is up to date")
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """API bearer tokens (stored hashed; shown once)."""
+
+
+@token.command("issue")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--name", default="cli", show_default=True, help="What the token is for.")
+def token_issue(role: str, name: str) -> None:
+    """Print a new bearer token for ROLE."""
+
+    async def go(settings: Settings) -> str:
+        from scambio.store.db import make_engine
+        from scambio.store.tokens import issue_token
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            return await issue_token(engine, role, name)
+        finally:
+            await engine.dispose()
+
+    click.echo(_run(go))
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token by its id (the part after `scb_` and before the second `_`)."""
+
+    async def go(settings: Settings) -> None:
+        from scambio.store.db import make_engine
+        from scambio.store.tokens import revoke_token
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            await revoke_token(engine, token_id)
+        finally:
+            await engine.dispose()
+
+    _run(go)
+    click.echo(f"token {token_id} revoked")
+
+
+# -- key -------------------------------------------------------------------------------------
+
+
+@main.command("key")
+def key_show() -> None:
+    """Print the node's verifier key (creating the node key if missing)."""
+    from scambio.store.keyfile import load_or_create_key
+
+    settings = _settings()
+    click.echo(load_or_create_key(settings.key_file, settings.ledger_origin).verifier().to_string())
+
+
+# -- ledger ----------------------------------------------------------------------------------
+
+
+@main.group()
+def ledger() -> None:
+    """Export and verify the ledger."""
+
+
+@ledger.command("export")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def ledger_export(out_path: Path) -> None:
+    """Write the ledger as JSON Lines: header, canonical entries, signed checkpoints."""
+
+    async def go(settings: Settings) -> int:
+        from scambio.store.db import make_engine
+        from scambio.store.export import export_ledger
+        from scambio.store.keyfile import load_key
+
+        signer = load_key(settings.key_file)
+        engine = make_engine(settings.database_url, null_pool=True)
+        tmp = out_path.with_name(out_path.name + ".partial")
+        try:
+            with tmp.open("wb") as out:
+                count = await export_ledger(engine, out, signer.verifier())
+            tmp.replace(out_path)
+            return count
+        finally:
+            tmp.unlink(missing_ok=True)
+            await engine.dispose()
+
+    count = _run(go)
+    click.echo(f"exported {count} entries to {out_path}")
+
+
+@ledger.command("verify")
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--vkey", default=None, help="Pin the verifier key the ledger must be signed by.")
+def ledger_verify(file: Path | None, vkey: str | None) -> None:
+    """Verify an export FILE offline, or (no FILE) the live database and its cached balances.
+
+    Exits 1 and names the first bad entry when anything fails to verify.
+    """
+    from scambio.ledger.errors import VerificationError
+
+    try:
+        if file is not None:
+            from scambio.ledger.verify import verify_export_file
+
+            report: Any = verify_export_file(file, trusted_vkey=vkey)
+        else:
+            report = _run(lambda s: _verify_database(s, vkey))
+    except VerificationError as exc:
+        click.echo(f"FAILED: {exc}", err=True)
+        sys.exit(1)
+    click.echo(_describe(report))
+
+
+async def _verify_database(settings: Settings, vkey: str | None) -> Any:
+    from scambio.ledger.note import Verifier
+    from scambio.store.audit import verify_database
+    from scambio.store.db import make_engine
+    from scambio.store.keyfile import load_key
+
+    verifier = Verifier.from_string(vkey) if vkey else load_key(settings.key_file).verifier()
+    engine = make_engine(settings.database_url, null_pool=True)
+    try:
+        return await verify_database(engine, verifier, settings.ledger_origin)
+    finally:
+        await engine.dispose()
+
+
+def _describe(report: Any) -> str:
+    describe = getattr(report, "describe", None)
+    return str(describe()) if callable(describe) else f"OK: {report}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
