@@ -1,0 +1,58 @@
+"""The `scambio` command: schema management, refusal to start, and the node key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from scambio.cli import main
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "SCAMBIO_DATA_DIR": str(tmp_path / "var"),
+        "SCAMBIO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'var' / 'cli.db'}",
+        "SCAMBIO_LEDGER_ORIGIN": "cli.scambio.local/test",
+    }
+
+
+def test_schema_behind_is_refused_with_the_command_to_run(env: dict[str, str]) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["db", "check"], env=env)
+    assert result.exit_code == 1
+    assert "the database schema is empty" in result.output
+    assert "run `scambio db upgrade`" in result.output
+
+    served = runner.invoke(main, ["serve", "--port", "0"], env=env)
+    assert served.exit_code == 1
+    assert "run `scambio db upgrade`" in served.output
+
+    upgraded = runner.invoke(main, ["db", "upgrade"], env=env)
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "database at revision 0001" in upgraded.output
+    assert runner.invoke(main, ["db", "check"], env=env).output.strip() == "schema is up to date"
+
+
+def test_node_key_is_created_once_and_kept(env: dict[str, str], tmp_path: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(main, ["key"], env=env)
+    assert first.exit_code == 0, first.output
+    vkey = first.output.strip()
+    assert vkey.startswith("cli.scambio.local/test+")
+    key_file = tmp_path / "var" / "node.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert key_file.read_text().startswith("PRIVATE+KEY+cli.scambio.local/test+")
+    assert runner.invoke(main, ["key"], env=env).output.strip() == vkey
+
+
+def test_bad_settings_are_reported_not_raised(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(
+        main, ["db", "check"], env={**env, "SCAMBIO_DATABASE_URL": "mysql://nope"}
+    )
+    assert result.exit_code == 1
+    assert "SCAMBIO_DATABASE_URL must start with" in result.output
+    result = CliRunner().invoke(main, ["db", "check"], env={**env, "SCAMBIO_BATCH_SIZE": "0"})
+    assert "SCAMBIO_BATCH_SIZE must be an integer from 1 to 10000" in result.output
