@@ -31,6 +31,8 @@ ACCOUNT_KINDS: Final = frozenset(
 
 #: Largest amount a single transfer may move (10^9 minutes, about 1,900 years).
 MAX_MINUTES: Final = 10**9
+#: Longest memo, in characters: a note for people, not a document store.
+MAX_MEMO: Final = 1000
 
 KIND_ACCOUNT: Final = "account"
 KIND_TRANSFER: Final = "transfer"

@@ -29,6 +29,7 @@ from scambio.ledger.entry import (
     KIND_REVERSAL,
     KIND_TRANSFER,
     KIND_VOID,
+    MAX_MEMO,
     MAX_MINUTES,
     REVERSIBLE_KINDS,
     TIME_RE,
@@ -300,6 +301,8 @@ def apply_entry(state: LedgerState, entry: Entry) -> None:
         raise bad
     if not TIME_RE.fullmatch(entry.time):
         raise RuleViolation("invalid-entry", f"time {entry.time!r} is not RFC 3339 UTC")
+    if len(entry.memo) > MAX_MEMO:
+        raise RuleViolation("invalid-memo", f"memo is longer than {MAX_MEMO} characters")
     if kind == KIND_ACCOUNT:
         _apply_account(state, entry)
         return
