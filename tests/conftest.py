@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import queue
 import shutil
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -48,11 +50,20 @@ def _with_db(url: str, name: str) -> str:
 
 
 class Postgres:
-    """Creates and drops throwaway databases cloned from a migrated template."""
+    """Creates and drops throwaway databases cloned from a migrated template.
+
+    Creating and dropping a database costs a few hundred milliseconds, so a background
+    thread keeps two clones ready and drops used ones while the next test runs.
+    """
+
+    AHEAD = 2
 
     def __init__(self) -> None:
         self.error: str | None = None
         self.template = f"scambio_tpl_{os.getpid()}"
+        self._ready: queue.Queue[str] = queue.Queue()
+        self._jobs: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
         try:
             with psycopg.connect(_libpq(ADMIN_URL), autocommit=True, connect_timeout=3) as c:
                 c.execute(f'DROP DATABASE IF EXISTS "{self.template}"')
@@ -67,22 +78,38 @@ class Postgres:
             await engine.dispose()
 
         asyncio.run(_migrate())
+        self._thread = threading.Thread(target=self._work, name="pg-clones", daemon=True)
+        self._thread.start()
+        for _ in range(self.AHEAD):
+            self._jobs.put(("create", ""))
+
+    def _work(self) -> None:
+        with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
+            while (job := self._jobs.get()) is not None:
+                action, name = job
+                if action == "create":
+                    name = f"scambio_t_{os.getpid()}_{next(_counter)}"
+                    c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+                    self._ready.put(name)
+                else:
+                    c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def create(self) -> str:
-        name = f"scambio_t_{os.getpid()}_{next(_counter)}"
-        with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
-        return _with_db(ADMIN_URL, name)
+        self._jobs.put(("create", ""))
+        return _with_db(ADMIN_URL, self._ready.get(timeout=120))
 
     def drop(self, url: str) -> None:
-        name = url.rsplit("/", 1)[1]
-        with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._jobs.put(("drop", url.rsplit("/", 1)[1]))
 
     def close(self) -> None:
-        if self.error is None:
-            with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+        if self.error is not None or self._thread is None:
+            return
+        self._jobs.put(None)
+        self._thread.join(timeout=120)
+        with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
+            while not self._ready.empty():
+                c.execute(f'DROP DATABASE IF EXISTS "{self._ready.get()}" WITH (FORCE)')
+            c.execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -106,9 +133,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
     """A freshly migrated, empty database URL: one SQLite file, one PostgreSQL database."""
     if request.param == "sqlite":
         path = tmp_path / "ledger.db"

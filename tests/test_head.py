@@ -16,7 +16,7 @@ async def test_ledger_refuses_another_origin_or_key(db_url: str) -> None:
     try:
         await ensure_head(engine, ORIGIN, SIGNER)
         await ensure_head(engine, ORIGIN, SIGNER)  # idempotent for the right pair
-        with pytest.raises(LedgerMismatch, match="holds the ledger 'test.scambio.local/ledger'"):
+        with pytest.raises(LedgerMismatch, match=r"holds the ledger 'test\.scambio\.local/ledger'"):
             await ensure_head(engine, "other.example/ledger", SIGNER)
         stranger = Signer.generate(ORIGIN)
         with pytest.raises(LedgerMismatch, match="not signed by this node's key"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from scambio.ledger.canonical import MAX_SAFE_INTEGER
 from scambio.ledger.entry import (
     ACCOUNT_ID_RE,
     ACCOUNT_KINDS,
@@ -132,6 +133,10 @@ def check_limits_spec(spec: AccountSpec) -> RuleViolation | None:
             "invalid-account-kind",
             f"account kind {spec.kind!r} is not one of {', '.join(sorted(ACCOUNT_KINDS))}",
         )
+    for name in ("min_balance", "max_balance"):
+        value = getattr(spec, name)
+        if value is not None and abs(value) > MAX_SAFE_INTEGER:
+            return RuleViolation("invalid-limits", f"{name} must be within ±(2^53 - 1)")
     if spec.min_balance is not None and spec.min_balance > 0:
         return RuleViolation("invalid-limits", "min_balance must be zero or negative")
     if spec.max_balance is not None and spec.max_balance < 0:
