@@ -1,0 +1,22 @@
+"""The HTTP JSON API (Litestar): routes under /api/v1, problem details, bearer auth."""
+
+from __future__ import annotations
+
+from litestar import Router
+
+from scambio.api import accounts, ledger, transfers
+from scambio.api.auth import access_guard
+
+API_PREFIX = "/api/v1"
+
+
+def api_router() -> Router:
+    """All /api/v1 routes; each declares its access level, the guard enforces it.
+
+    The `ledger` dependency is provided app-wide by `create_app`.
+    """
+    return Router(
+        API_PREFIX,
+        route_handlers=[*accounts.ROUTES, *transfers.ROUTES, *ledger.ROUTES],
+        guards=[access_guard],
+    )

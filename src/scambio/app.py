@@ -1,0 +1,170 @@
+"""The Litestar application factory: wiring only.
+
+The lifespan opens the engine, refuses to start on a schema that is behind, loads (or
+creates) the node key, starts the ledger service and a hold-expiry sweep, and stops them
+in reverse order on shutdown. Everything else lives in `api/` and `web/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.static_files import create_static_files_router
+
+from scambio import __version__
+from scambio.api import api_router
+from scambio.api.deps import provide_ledger
+from scambio.api.health import health
+from scambio.api.problems import EXCEPTION_HANDLERS
+from scambio.api.security import add_security_headers
+from scambio.settings import Settings, load_settings
+from scambio.store.appender import Clock
+from scambio.store.db import make_engine
+from scambio.store.keyfile import load_or_create_key
+from scambio.store.ledger import LedgerService
+from scambio.store.migrate import check_schema
+from scambio.web import STATIC_DIR, STATIC_URL
+from scambio.web.docs import LocalRedocRenderPlugin, LocalSwaggerRenderPlugin
+from scambio.web.home import home
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Scambio is a timebank ledger: append-only, signed, double-entry, verifiable.
+
+**Authentication.** Send `Authorization: Bearer <token>`. Admin and manager tokens may
+write; auditor tokens read everything and write nothing (403). The checkpoint, the
+verifier key and the Merkle proofs are public: anyone may verify the ledger.
+
+**Errors** are RFC 9457 problem details (`application/problem+json`) with a stable `type`
+`urn:scambio:problem:<slug>`, e.g. `limit-exceeded` (422, with `account`, `available`,
+`shortfall`), `idempotency-conflict` (409, with `field`), `unknown-account`,
+`hold-not-found`, `hold-resolved`, `hold-expired`, `already-reversed`, `not-reversible`,
+`invalid-amount`, `invalid-id`, `beyond-tree`, `invalid-proof-request`,
+`invalid-request` (400: bad JSON, unknown field, wrong type), `unauthenticated`,
+`forbidden`, `body-too-large`, `storage-unavailable` (503, with `Retry-After`).
+
+**Idempotency.** Transfer and reversal ids are client-generated UUIDs. Repeating a request
+returns 200 and the original body; reusing an id for different fields is a 409 naming
+the field. Success is reported only after the commit.
+
+**Amounts** are whole minutes, strictly integers: `90.0` and `"90"` are refused.
+"""
+
+
+def _sweep_interval(settings: Settings) -> float:
+    return max(0.0, settings.hold_sweep_interval)
+
+
+async def sweep_holds(ledger: LedgerService, interval: float) -> None:
+    """Void expired holds every `interval` seconds until cancelled.
+
+    A failed sweep (say, the database is down) is logged and retried next time; it never
+    ends the loop. Cancellation is safe: the appender shields batches in progress.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            voided = await ledger.expire_holds()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("hold expiry sweep failed: %s: %s", type(exc).__name__, exc)
+            continue
+        if voided:
+            log.info("hold expiry sweep voided %d hold(s)", len(voided))
+
+
+def make_lifespan(
+    settings: Settings, clock: Clock | None
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        try:
+            await check_schema(engine)
+            signer = load_or_create_key(settings.key_file, settings.ledger_origin)
+            ledger = LedgerService(engine, signer, settings, clock=clock)
+            await ledger.start()
+        except BaseException:
+            await engine.dispose()
+            raise
+        app.state.ledger = ledger
+        interval = _sweep_interval(settings)
+        sweeper = (
+            asyncio.create_task(sweep_holds(ledger, interval), name="scambio-hold-sweep")
+            if interval > 0
+            else None
+        )
+        try:
+            yield
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            await ledger.stop()
+            await engine.dispose()
+
+    return lifespan
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Scambio",
+        version=__version__,
+        description=DESCRIPTION,
+        path="/schema",
+        render_plugins=[
+            LocalSwaggerRenderPlugin(path="/swagger"),
+            LocalRedocRenderPlugin(path="/redoc"),
+            JsonRenderPlugin(path="/openapi.json"),
+        ],
+        components=Components(
+            security_schemes={
+                "bearerAuth": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="A Scambio API token (scb_...), issued by an operator.",
+                )
+            }
+        ),
+        tags=[
+            Tag(name="accounts", description="Open accounts and read balances and statements"),
+            Tag(name="transfers", description="Transfers, holds, linked batches, reversals"),
+            Tag(name="ledger", description="Checkpoints, entries and Merkle proofs"),
+            Tag(name="service", description="Home page and health"),
+        ],
+    )
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Litestar:
+    """Build the application; `clock` lets tests control the appender's time."""
+    settings = settings or load_settings()
+    return Litestar(
+        route_handlers=[
+            api_router(),
+            home,
+            health,
+            create_static_files_router(
+                path=STATIC_URL, directories=[STATIC_DIR], include_in_schema=False
+            ),
+        ],
+        dependencies={"ledger": Provide(provide_ledger, sync_to_thread=False)},
+        lifespan=[make_lifespan(settings, clock)],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        before_send=[add_security_headers],
+        openapi_config=openapi_config(),
+        request_max_body_size=settings.max_body_size,
+        state=State({"settings": settings}),
+    )

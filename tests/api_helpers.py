@@ -1,0 +1,114 @@
+"""Helpers for the API tests: a running app on the test database, with a token per role."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from scambio.app import create_app
+from scambio.store.appender import Clock
+from scambio.store.db import make_engine
+from scambio.store.ledger import LedgerService
+from scambio.store.tokens import issue_token
+
+from .conftest import make_settings
+
+ROLES = ("admin", "manager", "auditor")
+PROBLEM = "urn:scambio:problem:"
+
+
+@dataclass
+class Api:
+    """A started app, its client and one bearer token per role."""
+
+    app: Litestar
+    client: AsyncTestClient[Litestar]
+    tokens: dict[str, str]
+
+    @property
+    def ledger(self) -> LedgerService:
+        service: LedgerService = self.app.state.ledger
+        return service
+
+    def auth(self, role: str | None = "admin") -> dict[str, str]:
+        return {} if role is None else {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        role: str | None = "admin",
+        json: Any = None,
+        content: bytes | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        headers = self.auth(role)
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        return await self.client.request(
+            method, path, headers=headers, json=json, content=content, params=params
+        )
+
+    async def get(self, path: str, *, role: str | None = "admin", **params: Any) -> httpx.Response:
+        return await self.request("GET", path, role=role, params=params or None)
+
+    async def post(
+        self,
+        path: str,
+        json: Any = None,
+        *,
+        role: str | None = "admin",
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        return await self.request("POST", path, role=role, json=json, content=content)
+
+    async def tree_size(self) -> int:
+        response = await self.client.get("/health")
+        return int(response.json()["tree_size"])
+
+    async def open(self, account_id: str, kind: str = "member", **limits: Any) -> None:
+        response = await self.post("/api/v1/accounts", {"id": account_id, "kind": kind, **limits})
+        assert response.status_code == 201, response.text
+
+    async def transfer(self, payer: str, payee: str, minutes: int, **extra: Any) -> httpx.Response:
+        body = {"id": new_uuid(), "payer": payer, "payee": payee, "minutes": minutes, **extra}
+        return await self.post("/api/v1/transfers", body)
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+@asynccontextmanager
+async def running_api(
+    db_url: str, tmp_path: Path, *, clock: Clock | None = None, **env: str
+) -> AsyncIterator[Api]:
+    """Issue a token per role into the test database, then start the app on it."""
+    engine = make_engine(db_url, null_pool=True)
+    try:
+        tokens = {role: await issue_token(engine, role, f"test {role}") for role in ROLES}
+    finally:
+        await engine.dispose()
+    env = {"SCAMBIO_HOLD_SWEEP_INTERVAL": "0", **env}
+    app = create_app(make_settings(db_url, tmp_path, **env), clock=clock)
+    async with AsyncTestClient(app=app) as client:
+        yield Api(app, client, tokens)
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["type"] == PROBLEM + slug, body
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    return body
