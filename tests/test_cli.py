@@ -56,3 +56,37 @@ def test_bad_settings_are_reported_not_raised(env: dict[str, str]) -> None:
     assert "SCAMBIO_DATABASE_URL must start with" in result.output
     result = CliRunner().invoke(main, ["db", "check"], env={**env, "SCAMBIO_BATCH_SIZE": "0"})
     assert "SCAMBIO_BATCH_SIZE must be an integer from 1 to 10000" in result.output
+
+
+def test_tokens_are_issued_listed_and_revoked(env: dict[str, str]) -> None:
+    import asyncio
+
+    from scambio.store.db import make_engine
+    from scambio.store.tokens import authenticate
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+    issued = runner.invoke(
+        main, ["token", "issue", "--role", "auditor", "--name", "funder"], env=env
+    )
+    assert issued.exit_code == 0, issued.output
+    token = issued.output.strip()
+    token_id = token.split("_")[1]
+
+    async def who() -> str | None:
+        engine = make_engine(env["SCAMBIO_DATABASE_URL"], null_pool=True)
+        try:
+            principal = await authenticate(engine, token)
+            return None if principal is None else principal.role
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(who()) == "auditor"
+    listed = runner.invoke(main, ["token", "list"], env=env).output
+    assert token_id in listed and "funder" in listed and token not in listed
+    assert runner.invoke(main, ["token", "revoke", token_id], env=env).exit_code == 0
+    assert asyncio.run(who()) is None
+    again = runner.invoke(main, ["token", "revoke", token_id], env=env)
+    assert again.exit_code == 1 and "no active token" in again.output
+    bad = runner.invoke(main, ["token", "issue", "--role", "root"], env=env)
+    assert bad.exit_code == 2 and "Invalid value for '--role'" in bad.output

@@ -142,11 +142,13 @@ def token_issue(role: str, name: str) -> None:
 
     async def go(settings: Settings) -> str:
         from scambio.store.db import make_engine
-        from scambio.store.tokens import issue_token
+        from scambio.store.tokens import TokenError, issue_token
 
         engine = make_engine(settings.database_url, null_pool=True)
         try:
             return await issue_token(engine, role, name)
+        except TokenError as exc:
+            raise click.ClickException(str(exc)) from exc
         finally:
             await engine.dispose()
 
@@ -158,18 +160,38 @@ def token_issue(role: str, name: str) -> None:
 def token_revoke(token_id: str) -> None:
     """Revoke a token by its id (the part after `scb_` and before the second `_`)."""
 
-    async def go(settings: Settings) -> None:
+    async def go(settings: Settings) -> bool:
         from scambio.store.db import make_engine
         from scambio.store.tokens import revoke_token
 
         engine = make_engine(settings.database_url, null_pool=True)
         try:
-            await revoke_token(engine, token_id)
+            return await revoke_token(engine, token_id)
         finally:
             await engine.dispose()
 
-    _run(go)
+    if not _run(go):
+        raise click.ClickException(f"no active token with id {token_id}")
     click.echo(f"token {token_id} revoked")
+
+
+@token.command("list")
+def token_list() -> None:
+    """List tokens (id, role, name, created, revoked); never their secrets."""
+
+    async def go(settings: Settings) -> list[Any]:
+        from scambio.store.db import make_engine
+        from scambio.store.tokens import list_tokens
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            return list(await list_tokens(engine))
+        finally:
+            await engine.dispose()
+
+    for info in _run(go):
+        revoked = f"revoked {info.revoked_at}" if info.revoked_at else "active"
+        click.echo(f"{info.id}  {info.role:<8} {revoked:<38} {info.name}")
 
 
 # -- key -------------------------------------------------------------------------------------
