@@ -22,11 +22,15 @@ batch: if that checkpoint's root does not match, the batch was altered and that 
 (with the range of the batch); if the root matches, the signed log itself breaks the rules
 and the violation is reported at its exact index.
 
-Speed: the loop is written for about 300,000 typical transfer entries per second. A plain
-two-leg transfer takes an inlined path that performs exactly the checks and state changes of
-`rules.apply_entry` for that case (and falls back to it whenever any condition is not met,
-so that every error message comes from the rules themselves); the tests replay random
-valid and invalid logs through both paths and compare them.
+Speed: everything per entry happens in one loop (`LogReplayer.feed_lines`) with its
+functions bound to locals, and a plain two-leg transfer takes an inlined path that performs
+exactly the checks and state changes of `rules.apply_entry` for that case (falling back to
+it whenever any condition is not met, so that every error message comes from the rules
+themselves); the tests replay random valid and invalid logs through both paths and compare
+them. On the 2-vCPU development VM a 10^6-entry export of ~280-byte transfers verifies at
+about 175,000-225,000 entries/s of CPU time; the floor set by decoding, re-encoding and the
+two SHA-256 calls per entry alone is about 330,000/s there. The replayed state (balances,
+every reversible entry's postings, every id) takes about 560 bytes per entry.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ EXPORT_FORMAT: Final = "scambio-ledger-export"
 EXPORT_VERSION: Final = 1
 
 #: Every checkpoint line starts with these bytes; no entry can (entries have no such field,
-#: and their first sorted key is "account" or "id").
+#: and their first sorted key is "account" or "id"). The header does too, but it is line 1.
 CHECKPOINT_PREFIX: Final = b'{"checkpoint":'
 
 _READ_BUFFER: Final = 1 << 20
@@ -122,7 +126,7 @@ class VerifyReport:
         """One human line, e.g. for the CLI."""
         pinned = "pinned key" if self.key_pinned else "key NOT pinned (pass the trusted key)"
         return (
-            f"{self.origin}: {self.entries} entries, {self.checkpoints} checkpoints, "
+            f"OK: {self.origin}: {self.entries} entries, {self.checkpoints} checkpoints, "
             f"root {self.root.hex()}, {len(self.accounts)} accounts, "
             f"{self.holds_open} open holds; signed by {self.vkey} ({pinned})"
         )
@@ -336,10 +340,21 @@ class LogReplayer:
                                 pending = self._apply(entry)
                         else:
                             pending = self._apply(entry)
-                # Append the leaf to the frontier, merging the subtrees it completes.
-                if nodes is not None:
+                # Append the leaf to the frontier, merging the subtrees it completes
+                # (CompactRange.append, inlined; `nodes` receives what it would return).
+                if not index & 1:
+                    push(leaf)
+                    if nodes is not None:
+                        nodes.append(((0, index), leaf))
+                elif nodes is None:
+                    node = leaf
+                    position = index
+                    while position & 1:
+                        node = sha(b"\x01" + pop() + node).digest()
+                        position >>= 1
+                    push(node)
+                else:
                     nodes.append(((0, index), leaf))
-                if index & 1:
                     node = leaf
                     level = 0
                     position = index
@@ -347,11 +362,8 @@ class LogReplayer:
                         node = sha(b"\x01" + pop() + node).digest()
                         level += 1
                         position >>= 1
-                        if nodes is not None:
-                            nodes.append(((level, position), node))
+                        nodes.append(((level, position), node))
                     push(node)
-                else:
-                    push(leaf)
                 size = index + 1
             return None
         finally:

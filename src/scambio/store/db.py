@@ -8,6 +8,8 @@ database's write lock up front and is SQLite's form of the ledger head lock.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +66,21 @@ async def writer_connection(engine: AsyncEngine) -> AsyncConnection:
 
 def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+@asynccontextmanager
+async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One read-only transaction that sees a single snapshot of the database throughout.
+
+    PostgreSQL's default READ COMMITTED would give each statement its own snapshot, so a
+    long read could mix states; REPEATABLE READ fixes one at the first statement. SQLite in
+    WAL mode already reads one snapshot per transaction.
+    """
+    async with engine.connect() as plain:
+        conn = plain
+        if is_postgres(engine):
+            conn = await plain.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        async with conn.begin():
+            yield conn

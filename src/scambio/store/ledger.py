@@ -29,6 +29,7 @@ from scambio.store.commands import (
     Transfer,
     VoidHold,
 )
+from scambio.store.db import read_snapshot
 from scambio.store.head import ensure_head
 from scambio.store.tables import entries
 
@@ -66,8 +67,8 @@ class LedgerService:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only connection in one transaction (a consistent snapshot on PostgreSQL)."""
-        async with self.engine.connect() as conn, conn.begin():
+        """A read-only connection in one transaction: one consistent snapshot."""
+        async with read_snapshot(self.engine) as conn:
             yield conn
 
     # -- writes ------------------------------------------------------------------------
