@@ -43,12 +43,3 @@ def canonical_json(value: Any) -> bytes:
     """Encode plain JSON data (dicts, lists, str, int, bool, None) as RFC 8785 bytes."""
     _check(value, "$")
     return _encoder.encode(value)
-
-
-def encode_struct(value: msgspec.Struct) -> bytes:
-    """Encode a msgspec Struct whose fields are already known to be canonical-safe.
-
-    The entry structs only admit ints, strings and nested structs of those, and their
-    constructors bound every integer, so the hot path skips the generic walk.
-    """
-    return _encoder.encode(value)

@@ -67,8 +67,9 @@ class AccountSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_balance: SafeInt | None
 
 
-class Entry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
-            omit_defaults=True):
+class Entry(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """A ledger entry. `account` appears only on entries of kind `account`."""
 
     v: int
@@ -87,8 +88,43 @@ _encoder = msgspec.json.Encoder(order="sorted")
 _decoder = msgspec.json.Decoder(Entry)
 
 
+REF_KEY_RE: Final = re.compile(r"[a-z][a-z_]{0,31}")
+
+
+def _safe_int(value: object, what: str) -> None:
+    if isinstance(value, float):
+        raise ValueError(f"{what}: floats are not allowed in canonical JSON")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise ValueError(f"{what}: integer {value} is outside the I-JSON safe range")
+        return
+    raise ValueError(f"{what}: expected an integer, got {type(value).__name__}")
+
+
+def check_encodable(entry: Entry) -> None:
+    """Refuse what msgspec would encode but RFC 8785 forbids or orders differently.
+
+    msgspec checks `Meta` bounds only when decoding, so an entry built in code could carry
+    an unsafe integer or a float; and it sorts keys by code point where RFC 8785 sorts by
+    UTF-16 unit, so refs keys are restricted to lower-case ASCII names.
+    """
+    _safe_int(entry.index, "index")
+    for posting in entry.postings:
+        _safe_int(posting.minutes, f"posting to {posting.account!r}")
+    for key, value in entry.refs.items():
+        if not REF_KEY_RE.fullmatch(key):
+            raise ValueError(f"refs key {key!r} must match [a-z][a-z_]{{0,31}}")
+        if not isinstance(value, str):
+            _safe_int(value, f"refs.{key}")
+    if entry.account is not None:
+        for limit in (entry.account.min_balance, entry.account.max_balance):
+            if limit is not None:
+                _safe_int(limit, "account limit")
+
+
 def encode_entry(entry: Entry) -> bytes:
     """The canonical (RFC 8785) bytes of an entry: the only bytes ever hashed."""
+    check_encodable(entry)
     return _encoder.encode(entry)
 
 
