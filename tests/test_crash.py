@@ -21,6 +21,7 @@ from scambio.ledger.note import open_checkpoint
 from scambio.ledger.rules import LedgerState, apply_entry
 from scambio.settings import load_settings
 from scambio.store import queries
+from scambio.store.audit import verify_database
 from scambio.store.db import make_engine
 from scambio.store.keyfile import load_key
 from scambio.store.ledger import LedgerService
@@ -76,6 +77,8 @@ async def _check(url: str, data_dir: Path, log: Path) -> int:
         for entry_id, index in acknowledged.items():
             assert seen.get(entry_id) == int(index), f"acknowledged {entry_id} is missing"
         assert sum(a.posted for a in state.accounts.values()) == 0
+        report = await verify_database(engine, signer.verifier(), settings.ledger_origin)
+        assert report.size == len(seen)
         return len(seen)
     finally:
         await service.stop()
