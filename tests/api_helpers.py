@@ -23,6 +23,8 @@ from .conftest import make_settings
 
 ROLES = ("admin", "manager", "auditor")
 PROBLEM = "urn:scambio:problem:"
+#: The password of every member `Api.add_member` creates.
+PASSWORD = "correct horse battery staple"
 
 
 @dataclass
@@ -79,9 +81,81 @@ class Api:
         response = await self.post("/api/v1/accounts", {"id": account_id, "kind": kind, **limits})
         assert response.status_code == 201, response.text
 
-    async def transfer(self, payer: str, payee: str, minutes: int, **extra: Any) -> httpx.Response:
+    async def transfer(
+        self, payer: str, payee: str, minutes: int, *, role: str | None = "admin", **extra: Any
+    ) -> httpx.Response:
         body = {"id": new_uuid(), "payer": payer, "payee": payee, "minutes": minutes, **extra}
-        return await self.post("/api/v1/transfers", body)
+        return await self.post("/api/v1/transfers", body, role=role)
+
+    # -- people (members log in; their tokens join `tokens` under a name) ------------------
+
+    async def login(
+        self, email: str, password: str = PASSWORD, *, as_: str | None = None, **extra: Any
+    ) -> httpx.Response:
+        """Log in; on success keep the token under `as_` for `role=` in later requests."""
+        response = await self.post(
+            "/api/v1/auth/login", {"email": email, "password": password, **extra}, role=None
+        )
+        if response.status_code == 200 and as_ is not None:
+            self.tokens[as_] = response.json()["token"]
+        return response
+
+    async def add_member(
+        self,
+        key: str,
+        *,
+        name: str | None = None,
+        role: str = "member",
+        by: str = "admin",
+        **profile: Any,
+    ) -> Person:
+        """Create an active member through the API and log them in as `key`."""
+        email = f"{key}@example.org"
+        body = {"name": name or key.capitalize(), "email": email, "password": PASSWORD}
+        response = await self.post("/api/v1/members", {**body, "role": role, **profile}, role=by)
+        assert response.status_code == 201, response.text
+        member = response.json()
+        logged_in = await self.login(email, as_=key)
+        assert logged_in.status_code == 200, logged_in.text
+        return Person(key, member["id"], member["account_id"], email)
+
+    async def add_org(
+        self, name: str, *, admin: Person | None = None, kind: str = "company"
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "kind": kind}
+        if admin is not None:
+            body["admin_member_id"] = admin.id
+        response = await self.post("/api/v1/organisations", body, role="manager")
+        assert response.status_code == 201, response.text
+        org: dict[str, Any] = response.json()
+        if admin is not None:
+            # The admin's token learns of the organisation at its next request.
+            assert org["admins"] == [admin.id]
+        return org
+
+    async def mail_sent(self) -> None:
+        """Wait until the outbox has been flushed (messages are logged at INFO).
+
+        The app runs in the test client's own event loop (another thread): the flush runs
+        there, through the client's portal.
+        """
+        mailer = self.app.state.timebank.mailer
+
+        async def flush() -> None:
+            await mailer.idle()
+            await mailer.flush()
+
+        self.client.blocking_portal.call(flush)
+
+
+@dataclass(frozen=True)
+class Person:
+    """A member the test created: their token is `api.tokens[key]`."""
+
+    key: str
+    id: str
+    account: str
+    email: str
 
 
 def new_uuid() -> str:
@@ -98,7 +172,7 @@ async def running_api(
         tokens = {role: await issue_token(engine, role, f"test {role}") for role in ROLES}
     finally:
         await engine.dispose()
-    env = {"SCAMBIO_HOLD_SWEEP_INTERVAL": "0", **env}
+    env = {"SCAMBIO_HOLD_SWEEP_INTERVAL": "0", "SCAMBIO_PASSWORD_HASH_COST": "minimal", **env}
     app = create_app(make_settings(db_url, tmp_path, **env), clock=clock)
     async with AsyncTestClient(app=app) as client:
         yield Api(app, client, tokens)

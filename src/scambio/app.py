@@ -23,6 +23,7 @@ from litestar.static_files import create_static_files_router
 
 from scambio import __version__
 from scambio.api import api_router
+from scambio.api.auth import provide_timebank
 from scambio.api.deps import provide_ledger
 from scambio.api.health import health
 from scambio.api.problems import EXCEPTION_HANDLERS
@@ -33,6 +34,7 @@ from scambio.store.db import make_engine
 from scambio.store.keyfile import load_or_create_key
 from scambio.store.ledger import LedgerService
 from scambio.store.migrate import check_schema
+from scambio.timebank.context import Timebank
 from scambio.web import STATIC_DIR, STATIC_URL
 from scambio.web.docs import LocalRedocRenderPlugin, LocalSwaggerRenderPlugin
 from scambio.web.home import home
@@ -42,9 +44,13 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Scambio is a timebank ledger: append-only, signed, double-entry, verifiable.
 
-**Authentication.** Send `Authorization: Bearer <token>`. Admin and manager tokens may
-write; auditor tokens read everything and write nothing (403). The checkpoint, the
-verifier key and the Merkle proofs are public: anyone may verify the ledger.
+**Authentication.** Send `Authorization: Bearer <token>`. Members get tokens from
+`POST /api/v1/auth/login` (scoped: read, write, transfer, manage; revocable; expiring);
+operators issue admin, manager and auditor tokens with `scambio token issue`. Managers and
+admins act community-wide; a member acts on their own profile and spends only from their
+own account (or, as an org admin, their organisation's); auditors read everything and
+write nothing (403). The checkpoint, the verifier key and the Merkle proofs are public:
+anyone may verify the ledger.
 
 **Errors** are RFC 9457 problem details (`application/problem+json`) with a stable `type`
 `urn:scambio:problem:<slug>`, e.g. `limit-exceeded` (422, with `account`, `available`,
@@ -95,11 +101,15 @@ def make_lifespan(
             await check_schema(engine)
             signer = load_or_create_key(settings.key_file, settings.ledger_origin)
             ledger = LedgerService(engine, signer, settings, clock=clock)
+            timebank = Timebank.create(ledger, settings)
             await ledger.start()
         except BaseException:
             await engine.dispose()
             raise
         app.state.ledger = ledger
+        app.state.timebank = timebank
+        # Mail left over from a previous run (or a crash) goes out now.
+        timebank.mailer.kick()
         interval = _sweep_interval(settings)
         sweeper = (
             asyncio.create_task(sweep_holds(ledger, interval), name="scambio-hold-sweep")
@@ -113,6 +123,7 @@ def make_lifespan(
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+            await timebank.mailer.aclose()
             await ledger.stop()
             await engine.dispose()
 
@@ -135,7 +146,8 @@ def openapi_config() -> OpenAPIConfig:
                 "bearerAuth": SecurityScheme(
                     type="http",
                     scheme="bearer",
-                    description="A Scambio API token (scb_...), issued by an operator.",
+                    description="A Scambio API token (scb_...): from a member's login, or "
+                    "issued by an operator.",
                 )
             }
         ),
@@ -143,6 +155,9 @@ def openapi_config() -> OpenAPIConfig:
             Tag(name="accounts", description="Open accounts and read balances and statements"),
             Tag(name="transfers", description="Transfers, holds, linked batches, reversals"),
             Tag(name="ledger", description="Checkpoints, entries and Merkle proofs"),
+            Tag(name="session", description="Log in, tokens, passwords"),
+            Tag(name="people", description="Members, profiles, approval, the audit log, zones"),
+            Tag(name="organisations", description="Organisations, their admins, employee links"),
             Tag(name="service", description="Home page and health"),
         ],
     )
@@ -160,7 +175,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 path=STATIC_URL, directories=[STATIC_DIR], include_in_schema=False
             ),
         ],
-        dependencies={"ledger": Provide(provide_ledger, sync_to_thread=False)},
+        dependencies={
+            "ledger": Provide(provide_ledger, sync_to_thread=False),
+            "timebank": Provide(provide_timebank, sync_to_thread=False),
+        },
         lifespan=[make_lifespan(settings, clock)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_send=[add_security_headers],

@@ -194,6 +194,90 @@ def token_list() -> None:
         click.echo(f"{info.id}  {info.role:<8} {revoked:<38} {info.name}")
 
 
+# -- members ---------------------------------------------------------------------------------
+
+MEMBER_ROLES = ("member", "manager", "auditor", "admin")
+
+
+@main.group()
+def member() -> None:
+    """Members: create the first admin and managers from the command line."""
+
+
+@member.command("add")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice(MEMBER_ROLES), default="member", show_default=True)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (otherwise the member has none yet and "
+    "sets one through a password reset).",
+)
+@click.option("--zone", default=None, help="A zone id (see `scambio zones`).")
+def member_add(email: str, name: str, role: str, password_stdin: bool, zone: str | None) -> None:
+    """Create an active member (account opened in the ledger) and print their id."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+
+    async def go(settings: Settings) -> Any:
+        from scambio.ledger.errors import RuleViolation
+        from scambio.store.db import make_engine
+        from scambio.store.keyfile import load_or_create_key
+        from scambio.store.ledger import LedgerService
+        from scambio.store.migrate import SchemaError, check_schema
+        from scambio.timebank import people
+        from scambio.timebank.audit import CLI
+        from scambio.timebank.context import Timebank
+        from scambio.timebank.text import check_password, clean_name, normalise_email
+        from scambio.timebank.zones import ZonesError
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            await check_schema(engine)
+            signer = load_or_create_key(settings.key_file, settings.ledger_origin)
+            ledger = LedgerService(engine, signer, settings)
+            timebank = Timebank.create(ledger, settings)
+            address = normalise_email(email)
+            if password is not None:
+                check_password(password)
+            profile = people.clean_profile(timebank.zones, {"zone": zone} if zone else {})
+            await ledger.start()
+            try:
+                return await people.create(
+                    timebank,
+                    CLI,
+                    name=clean_name(name),
+                    email=address,
+                    password=password,
+                    role=role,
+                    profile=profile,
+                )
+            finally:
+                await ledger.stop()
+        except (SchemaError, ZonesError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        except RuleViolation as exc:
+            raise click.ClickException(exc.detail) from exc
+        finally:
+            await engine.dispose()
+
+    created = _run(go)
+    click.echo(f"{created.id}  {created.role:<8} {created.email}  account {created.account_id}")
+
+
+@main.command("zones")
+def zones_show() -> None:
+    """List the configured zones (SCAMBIO_ZONES_FILE, or Milan's nine Municipi)."""
+    from scambio.timebank.zones import ZonesError, load_zones
+
+    try:
+        zones = load_zones(_settings().zones_file)
+    except ZonesError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for zone in zones.items:
+        click.echo(f"{zone.id:<20} {zone.name}{'  (pilot)' if zone.pilot else ''}")
+
+
 # -- key -------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,15 @@ class SettingsError(ValueError):
     """An environment variable holds a value Scambio cannot use."""
 
 
+class Secret(str):
+    """A string that never shows its value in a repr (settings may end up in a log)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path
     database_url: str
@@ -29,6 +38,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     default_hold_expiry: int | None = None
     #: How often, in seconds, `serve` voids expired holds (0 = never; jobs take over later).
     hold_sweep_interval: float = 60.0
+    #: A TOML or JSON file listing the community's zones (None = Milan's nine Municipi).
+    zones_file: Path | None = None
+    #: Outgoing mail: SMTP when `smtp_host` is set, otherwise messages go to the log.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: Secret | None = None
+    smtp_starttls: bool = True
+    mail_from: str = "scambio@localhost"
+    #: Argon2id cost: "standard" (RFC 9106 low-memory profile) or "minimal" (tests only).
+    password_hash_cost: str = "standard"  # noqa: S105 - a profile name
+    #: Login throttling: failures allowed per email / per client address within the window.
+    login_max_failures: int = 5
+    login_max_failures_per_ip: int = 20
+    login_window: int = 900
+    #: Lifetime of a member's bearer token, in seconds (None = until revoked).
+    member_token_ttl: int | None = 30 * 24 * 3600
+    #: Lifetime of a password-reset token, in seconds.
+    password_reset_ttl: int = 3600
 
     @property
     def is_sqlite(self) -> bool:
@@ -72,6 +100,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep = float(interval) if interval else 60.0
     except ValueError:
         raise SettingsError("SCAMBIO_HOLD_SWEEP_INTERVAL must be a number of seconds") from None
+    zones_file = env.get("SCAMBIO_ZONES_FILE")
+    cost = env.get("SCAMBIO_PASSWORD_HASH_COST") or "standard"
+    if cost not in ("standard", "minimal"):
+        raise SettingsError("SCAMBIO_PASSWORD_HASH_COST must be 'standard' or 'minimal'")
+    starttls = (env.get("SCAMBIO_SMTP_STARTTLS") or "true").lower()
+    if starttls not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingsError("SCAMBIO_SMTP_STARTTLS must be true or false")
+    token_ttl = _int_or_none(env, "SCAMBIO_MEMBER_TOKEN_TTL", 30 * 24 * 3600)
+    if token_ttl is not None and not 60 <= token_ttl <= 10 * 366 * 24 * 3600:
+        raise SettingsError("SCAMBIO_MEMBER_TOKEN_TTL must be 60 seconds to ten years, or none")
     return Settings(
         data_dir=data_dir,
         database_url=url,
@@ -83,4 +121,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_size=_int(env, "SCAMBIO_MAX_BODY_SIZE", 1_048_576, 1024, 64 * 1_048_576),
         default_hold_expiry=_int_or_none(env, "SCAMBIO_DEFAULT_HOLD_EXPIRY", None),
         hold_sweep_interval=sweep,
+        zones_file=Path(zones_file) if zones_file else None,
+        smtp_host=env.get("SCAMBIO_SMTP_HOST") or None,
+        smtp_port=_int(env, "SCAMBIO_SMTP_PORT", 587, 1, 65535),
+        smtp_user=env.get("SCAMBIO_SMTP_USER") or None,
+        smtp_password=Secret(env["SCAMBIO_SMTP_PASSWORD"])
+        if env.get("SCAMBIO_SMTP_PASSWORD")
+        else None,
+        smtp_starttls=starttls in ("true", "1", "yes"),
+        mail_from=env.get("SCAMBIO_MAIL_FROM") or "scambio@localhost",
+        password_hash_cost=cost,
+        login_max_failures=_int(env, "SCAMBIO_LOGIN_MAX_FAILURES", 5, 1, 1000),
+        login_max_failures_per_ip=_int(env, "SCAMBIO_LOGIN_MAX_FAILURES_PER_IP", 20, 1, 100_000),
+        login_window=_int(env, "SCAMBIO_LOGIN_WINDOW", 900, 1, 7 * 24 * 3600),
+        member_token_ttl=token_ttl,
+        password_reset_ttl=_int(env, "SCAMBIO_PASSWORD_RESET_TTL", 3600, 60, 7 * 24 * 3600),
     )

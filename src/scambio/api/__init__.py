@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Router
 
-from scambio.api import accounts, ledger, transfers
+from scambio.api import accounts, ledger, orgs, people, session, transfers
 from scambio.api.auth import access_guard
 
 API_PREFIX = "/api/v1"
@@ -13,10 +13,17 @@ API_PREFIX = "/api/v1"
 def api_router() -> Router:
     """All /api/v1 routes; each declares its access level, the guard enforces it.
 
-    The `ledger` dependency is provided app-wide by `create_app`.
+    The `ledger` and `timebank` dependencies are provided app-wide by `create_app`.
     """
     return Router(
         API_PREFIX,
-        route_handlers=[*accounts.ROUTES, *transfers.ROUTES, *ledger.ROUTES],
+        route_handlers=[
+            *accounts.ROUTES,
+            *transfers.ROUTES,
+            *ledger.ROUTES,
+            *session.ROUTES,
+            *people.ROUTES,
+            *orgs.ROUTES,
+        ],
         guards=[access_guard],
     )

@@ -1,4 +1,8 @@
-"""Accounts: open one (idempotently), read its balances, page through its statement."""
+"""Accounts: open one (idempotently), read its balances, page through its statement.
+
+Staff (managers, auditors, admins) read every account; a member reads only the accounts
+they hold: their own and those of organisations they administer (403 otherwise).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from scambio.api.auth import BEARER, READ, WRITE
+from scambio.api.auth import BEARER, READ, WRITE, require_principal
 from scambio.api.decode import InvalidRequest, strict_body
 from scambio.api.problems import NotFoundViolation, not_found, problem_spec
 from scambio.api.schemas import (
@@ -23,6 +27,7 @@ from scambio.ledger.errors import RuleViolation
 from scambio.ledger.rules import check_account_id
 from scambio.store import queries
 from scambio.store.ledger import LedgerService
+from scambio.timebank.authz import may_read_account
 
 STATEMENT_DEFAULT = 100
 STATEMENT_MAX = 500
@@ -88,12 +93,15 @@ async def open_account(
     summary="An account's balances and limits",
     opt={"access": READ},
     security=BEARER,
-    responses=problem_spec(401, 404, 503),
+    responses=problem_spec(401, 403, 404, 503),
     tags=["accounts"],
 )
 async def get_account(
-    ledger: NamedDependency[LedgerService], account_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    ledger: NamedDependency[LedgerService],
+    account_id: FromPath[str],
 ) -> AccountOut:
+    may_read_account(require_principal(request), account_id)
     async with ledger.read() as conn:
         try:
             view = await queries.account(conn, _known_shape(account_id))
@@ -138,10 +146,11 @@ def _known_shape(account_id: str) -> str:
     ),
     opt={"access": READ},
     security=BEARER,
-    responses=problem_spec(400, 401, 404, 503),
+    responses=problem_spec(400, 401, 403, 404, 503),
     tags=["accounts"],
 )
 async def get_statement(
+    request: Request[Any, Any, Any],
     ledger: NamedDependency[LedgerService],
     account_id: FromPath[str],
     cursor: Annotated[
@@ -149,6 +158,7 @@ async def get_statement(
     ] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=STATEMENT_MAX)] = STATEMENT_DEFAULT,
 ) -> StatementOut:
+    may_read_account(require_principal(request), account_id)
     after = _parse_cursor(cursor)
     async with ledger.read() as conn:
         try:

@@ -51,6 +51,29 @@ RULE_STATUS: Final[dict[str, tuple[int, str]]] = {
     "linked-failed": (422, "Linked transfer not applied"),
     "beyond-tree": (400, "Beyond the tree"),
     "invalid-proof-request": (400, "Invalid proof request"),
+    # people, organisations, sessions (timebank)
+    "forbidden": (403, "Forbidden"),
+    "invalid-field": (422, "Invalid field"),
+    "invalid-email": (422, "Invalid email"),
+    "invalid-password": (422, "Invalid password"),
+    "invalid-scope": (422, "Invalid scope"),
+    "unknown-zone": (422, "Unknown zone"),
+    "unknown-area": (422, "Unknown area"),
+    "member-not-found": (404, "Member not found"),
+    "organisation-not-found": (404, "Organisation not found"),
+    "link-not-found": (404, "Employee link not found"),
+    "admin-not-found": (404, "Not an admin of this organisation"),
+    "token-not-found": (404, "Token not found"),
+    "invalid-status": (409, "Not possible in the current status"),
+    "email-taken": (409, "Email already in use"),
+    "link-exists": (409, "Employee link already exists"),
+    "account-suspended": (409, "Account suspended"),
+    "invalid-credentials": (401, "Invalid credentials"),
+    "member-pending": (403, "Membership pending approval"),
+    "member-suspended": (403, "Member suspended"),
+    "member-rejected": (403, "Registration rejected"),
+    "too-many-attempts": (429, "Too many attempts"),
+    "invalid-reset-token": (422, "Invalid reset code"),
 }
 
 #: Slugs for errors raised by the HTTP layer itself.
@@ -102,7 +125,8 @@ def violation_body(violation: RuleViolation, status: int | None = None) -> dict[
         status or default_status,
         title,
         violation.detail,
-        **violation.fields,
+        # A field named like a problem member (status, type...) must not clash with it.
+        **{k: v for k, v in violation.fields.items() if k not in _RESERVED},
     )
 
 
@@ -172,7 +196,12 @@ def handle_invalid(_request: Request[Any, Any, Any], exc: InvalidRequest) -> Res
 
 def handle_violation(_request: Request[Any, Any, Any], exc: RuleViolation) -> Response[bytes]:
     status = 404 if isinstance(exc, NotFoundViolation) else None
-    return problem_response(violation_body(exc, status))
+    headers: dict[str, str] | None = None
+    if exc.code == "too-many-attempts":
+        headers = {"Retry-After": str(exc.fields.get("retry_after", RETRY_AFTER))}
+    elif exc.code == "invalid-credentials":
+        headers = {"WWW-Authenticate": 'Bearer realm="scambio"'}
+    return problem_response(violation_body(exc, status), headers)
 
 
 def handle_unavailable(_request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -219,7 +248,8 @@ _DESCRIPTIONS: Final = {
     409: "Conflict: id reused with different fields, hold resolved or expired, entry "
     "already reversed (problem details)",
     413: "Request body too large (problem details)",
-    422: "A ledger rule refused the request: limits, unknown account, invalid amount or id "
+    422: "A rule refused the request: limits, unknown account, invalid amount, id or field "
     "(problem details)",
+    429: "Too many attempts; retry after the Retry-After delay (problem details)",
     503: "The database is unavailable; retry after the Retry-After delay (problem details)",
 }

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from scambio.ledger.canonical import MAX_SAFE_INTEGER
+from scambio.timebank.people import Contact, Slot
 
 #: Longest memo accepted on a transfer or reversal.
 MEMO_MAX: Final = 1000
@@ -201,3 +202,256 @@ class HealthOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     tree_size: int | None = None
     appender: str | None = None
     detail: str | None = None
+
+
+# -- people, organisations, sessions -------------------------------------------------------
+#
+# Length bounds here are generous decode-time limits (a 400 beyond them); the exact rules
+# (a name of 1 to 200 characters, a password of 10 to 200...) are checked by the timebank
+# and answered as 422 problems naming the field.
+
+Text = Annotated[str, msgspec.Meta(max_length=10_000)]
+ShortText = Annotated[str, msgspec.Meta(max_length=1_000)]
+Strings = Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=50)]
+TokenScopes = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=20)]],
+    msgspec.Meta(max_length=10, description="Any of read, write, transfer, manage."),
+]
+Slots = Annotated[list[Slot], msgspec.Meta(max_length=100)]
+
+
+class ProfileIn(Input, frozen=True, kw_only=True):
+    """Profile fields; in a PATCH, only the fields present change (null clears `zone`)."""
+
+    name: ShortText | msgspec.UnsetType = msgspec.UNSET
+    zone: ShortText | msgspec.UnsetType | None = msgspec.UNSET
+    areas: Strings | msgspec.UnsetType = msgspec.UNSET
+    tags: Strings | msgspec.UnsetType = msgspec.UNSET
+    languages: Strings | msgspec.UnsetType = msgspec.UNSET
+    about: Text | msgspec.UnsetType = msgspec.UNSET
+    availability: Text | msgspec.UnsetType = msgspec.UNSET
+    availability_slots: Slots | msgspec.UnsetType = msgspec.UNSET
+    contact: Contact | msgspec.UnsetType = msgspec.UNSET
+
+
+class RegisterIn(ProfileIn, frozen=True, kw_only=True):
+    email: ShortText
+    password: ShortText
+    name: ShortText
+
+
+class MemberCreateIn(ProfileIn, frozen=True, kw_only=True):
+    """A manager registers a member directly (say, someone without a computer)."""
+
+    name: ShortText
+    email: ShortText | None = None
+    password: ShortText | None = None
+    role: ShortText = "member"
+    reason: Text = ""
+    min_balance: Limit | msgspec.UnsetType | None = msgspec.UNSET
+    max_balance: Limit | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class ApproveIn(Input, frozen=True, kw_only=True):
+    reason: Text = ""
+    #: Absent: the community's default limits; null: unbounded.
+    min_balance: Limit | msgspec.UnsetType | None = msgspec.UNSET
+    max_balance: Limit | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class ReasonIn(Input, frozen=True, kw_only=True):
+    reason: Text = ""
+
+
+class RoleIn(Input, frozen=True, kw_only=True):
+    role: Annotated[
+        str, msgspec.Meta(max_length=20, description="member, manager, auditor or admin")
+    ]
+    reason: Text
+
+
+class LoginIn(Input, frozen=True, kw_only=True):
+    email: ShortText
+    password: ShortText
+    #: A label for the token, e.g. the device ("Giulia's phone").
+    token_name: ShortText = "login"  # noqa: S105 - a label, not a secret
+    #: Absent: every scope.
+    scopes: TokenScopes | None = None
+
+
+class TokenIn(Input, frozen=True, kw_only=True):
+    name: ShortText
+    scopes: TokenScopes
+    #: Seconds; capped by the community's token lifetime.
+    expires_in: Annotated[int, msgspec.Meta(ge=60, le=HOLD_EXPIRY_MAX)] | None = None
+
+
+class PasswordChangeIn(Input, frozen=True, kw_only=True):
+    current_password: ShortText
+    new_password: ShortText
+
+
+class ResetRequestIn(Input, frozen=True, kw_only=True):
+    email: ShortText
+
+
+class ResetConfirmIn(Input, frozen=True, kw_only=True):
+    #: The code from the reset email.
+    token: ShortText
+    password: ShortText
+
+
+class OrgIn(Input, frozen=True, kw_only=True):
+    name: ShortText
+    kind: Annotated[str, msgspec.Meta(max_length=20, description="company, nonprofit, public_body")]
+    zone: ShortText | None = None
+    description: Text = ""
+    #: An active member to appoint as the organisation's first admin.
+    admin_member_id: ShortText | None = None
+    min_balance: Limit | msgspec.UnsetType | None = msgspec.UNSET
+    max_balance: Limit | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class OrgPatchIn(Input, frozen=True, kw_only=True):
+    name: ShortText | msgspec.UnsetType = msgspec.UNSET
+    zone: ShortText | msgspec.UnsetType | None = msgspec.UNSET
+    description: Text | msgspec.UnsetType = msgspec.UNSET
+
+
+class LinkIn(Input, frozen=True, kw_only=True):
+    member_id: ShortText
+    #: The worker's job title or team, shown on the link.
+    title: ShortText = ""
+
+
+class MemberOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A member. The private fields appear only to the member and to staff (absent for
+    others; null means there is no value)."""
+
+    id: str
+    name: str
+    zone: str | None
+    areas: list[str]
+    tags: list[str]
+    languages: list[str]
+    about: str
+    availability: str
+    availability_slots: list[Slot]
+    #: How the member prefers to be contacted (in_app, email, phone).
+    preferred_contact: str
+    #: Organisations the member works for (active employee links).
+    employers: list[str]
+    # -- private --
+    email: str | msgspec.UnsetType | None = msgspec.UNSET
+    role: str | msgspec.UnsetType = msgspec.UNSET
+    status: str | msgspec.UnsetType = msgspec.UNSET
+    account_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    contact: Contact | msgspec.UnsetType = msgspec.UNSET
+    created_at: str | msgspec.UnsetType = msgspec.UNSET
+    updated_at: str | msgspec.UnsetType = msgspec.UNSET
+    approved_at: str | msgspec.UnsetType | None = msgspec.UNSET
+    approved_by: str | msgspec.UnsetType | None = msgspec.UNSET
+    #: Organisations the member administers.
+    admin_of: list[str] | msgspec.UnsetType = msgspec.UNSET
+
+
+class MemberPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[MemberOut]
+    next_cursor: str | None
+
+
+class AcceptedOut(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    detail: str
+
+
+class TokenOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: str
+    expires_at: str | None
+
+
+class TokenCreatedOut(msgspec.Struct, frozen=True, kw_only=True):
+    """The bearer token, shown this once: store it; Scambio keeps only its hash."""
+
+    token: str
+    id: str
+    name: str
+    scopes: list[str]
+    expires_at: str | None
+
+
+class LoginOut(msgspec.Struct, frozen=True, kw_only=True):
+    token: str
+    token_id: str
+    scopes: list[str]
+    expires_at: str | None
+    member: MemberOut
+
+
+class AuditOut(msgspec.Struct, frozen=True, kw_only=True):
+    index: int
+    at: str
+    actor: str
+    actor_member_id: str | None
+    actor_token_id: str | None
+    action: str
+    subject_type: str
+    subject_id: str
+    reason: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[AuditOut]
+    next_cursor: str | None
+
+
+class ZoneOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    #: A pilot area of the community's project.
+    pilot: bool
+
+
+class AreaOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    name_it: str
+
+
+class OrgOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    kind: str
+    status: str
+    zone: str | None
+    description: str
+    account_id: str | None
+    created_at: str
+    updated_at: str
+    #: Member ids of the organisation's admins (to its admins and staff only).
+    admins: list[str] | msgspec.UnsetType = msgspec.UNSET
+
+
+class OrgPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[OrgOut]
+    next_cursor: str | None
+
+
+class LinkOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    organisation: str
+    member: str
+    #: proposed, active, declined, withdrawn or ended.
+    status: str
+    title: str
+    proposed_at: str
+    updated_at: str
+
+
+class LinkPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[LinkOut]
+    next_cursor: str | None

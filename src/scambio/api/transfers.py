@@ -4,6 +4,12 @@ Every write goes through `LedgerService`, which answers only after the commit: a
 means the entry is in a signed checkpoint. Ids are client-generated UUIDs and act as
 idempotency keys: an identical retry gets 200 and the original receipt, the same id with
 other fields a 409 naming the first differing field.
+
+Who may move what (see `timebank.authz`): managers and admins any account; a member (or
+org admin) only from accounts they hold, with a token carrying the `transfer` scope:
+transfers and batches name such a payer, a post resolves a hold they pay, a void one
+they pay or receive. Reversals stay with managers and admins. No account of a suspended
+member or organisation pays or is paid (409 `account-suspended`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from scambio.api.auth import BEARER, WRITE
+from scambio.api.auth import ACT, BEARER, WRITE, require_principal
 from scambio.api.decode import canonical_uuid, strict_body
 from scambio.api.problems import NotFoundViolation, problem_spec, violation_body
 from scambio.api.schemas import (
@@ -32,8 +38,40 @@ from scambio.ledger.errors import RuleViolation
 from scambio.ledger.rules import check_account_id, check_entry_id
 from scambio.store.commands import Appended, Outcome, Transfer
 from scambio.store.ledger import LedgerService
+from scambio.store.tokens import Principal
+from scambio.timebank import authz
 
 WRITE_PROBLEMS: Final = (400, 401, 403, 409, 413, 422, 503)
+#: Routes members may call for accounts they hold (the handler checks which).
+MEMBER_TRANSFER: Final = {"access": ACT, "scope": "transfer"}
+
+
+async def check_parties(ledger: LedgerService, accounts: list[str]) -> None:
+    """Refuse a movement to or from a suspended member's or organisation's account."""
+    async with ledger.read() as conn:
+        await authz.check_not_suspended(conn, accounts)
+
+
+async def check_hold(
+    ledger: LedgerService, principal: Principal, hold_id: str, *, post: bool
+) -> None:
+    """A member posts holds they pay, voids holds they pay or receive; posting also needs
+    both parties unsuspended. Unknown holds are left to the ledger (404)."""
+    async with ledger.read() as conn:
+        parties = await authz.hold_parties(conn, hold_id)
+        if parties is None:
+            return
+        payer, payee = parties
+        if not principal.can_write:
+            allowed = principal.holds_account(payer) or (
+                not post and principal.holds_account(payee)
+            )
+            if not allowed:
+                raise authz.forbidden(
+                    f"this token may not {'post' if post else 'void'} hold {hold_id!r}"
+                )
+        if post:
+            await authz.check_not_suspended(conn, [payer, payee])
 
 
 def receipt(outcome: Appended) -> Receipt:
@@ -88,7 +126,7 @@ def to_command(item: TransferIn) -> Transfer:
         "seconds pass. 201 with the entry's receipt once committed; an identical retry gets "
         "200 and the same receipt; the same id with different fields is a 409."
     ),
-    opt={"access": WRITE},
+    opt=dict(MEMBER_TRANSFER),
     security=BEARER,
     status_code=201,
     responses=problem_spec(*WRITE_PROBLEMS),
@@ -99,8 +137,12 @@ async def create_transfer(
     ledger: NamedDependency[LedgerService],
     data: JSONBody[TransferIn],
 ) -> Response[Receipt]:
+    principal = require_principal(request)
     body = await strict_body(request, TransferIn)
-    return respond(await ledger.transfer(to_command(body)))
+    command = to_command(body)
+    authz.may_spend_from(principal, command.payer)
+    await check_parties(ledger, [command.payer, command.payee])
+    return respond(await ledger.transfer(command))
 
 
 @post(
@@ -112,7 +154,7 @@ async def create_transfer(
         "rest. A hold resolves once: after a post or void this is a 409, except that an "
         "identical retry of the post returns 200 and its receipt."
     ),
-    opt={"access": WRITE},
+    opt=dict(MEMBER_TRANSFER),
     security=BEARER,
     status_code=201,
     responses=problem_spec(*WRITE_PROBLEMS, 404),
@@ -124,8 +166,11 @@ async def post_hold(
     transfer_id: FromPath[str],
     data: JSONBody[PostIn | None] = None,
 ) -> Response[Receipt]:
+    principal = require_principal(request)
     body = await strict_body(request, PostIn, optional=True)
-    return respond(await ledger.post(_hold_id(transfer_id), body.minutes))
+    hold_id = _hold_id(transfer_id)
+    await check_hold(ledger, principal, hold_id, post=True)
+    return respond(await ledger.post(hold_id, body.minutes))
 
 
 @post(
@@ -133,7 +178,7 @@ async def post_hold(
     operation_id="voidHold",
     summary="Void a hold, releasing its minutes",
     description="The body may be empty or `{}`. An identical retry returns 200.",
-    opt={"access": WRITE},
+    opt=dict(MEMBER_TRANSFER),
     security=BEARER,
     status_code=201,
     responses=problem_spec(*WRITE_PROBLEMS, 404),
@@ -145,8 +190,11 @@ async def void_hold(
     transfer_id: FromPath[str],
     data: JSONBody[VoidIn | None] = None,
 ) -> Response[Receipt]:
+    principal = require_principal(request)
     await strict_body(request, VoidIn, optional=True)
-    return respond(await ledger.void(_hold_id(transfer_id)))
+    hold_id = _hold_id(transfer_id)
+    await check_hold(ledger, principal, hold_id, post=False)
+    return respond(await ledger.void(hold_id))
 
 
 def _hold_id(transfer_id: str) -> str:
@@ -184,7 +232,7 @@ def _item_result(item_id: str, outcome: Outcome) -> BatchItemOut:
         "it. A batch that cannot be read at all (bad JSON, unknown field) is a 400, a "
         "database outage a 503."
     ),
-    opt={"access": WRITE},
+    opt=dict(MEMBER_TRANSFER),
     security=BEARER,
     status_code=200,
     responses=problem_spec(400, 401, 403, 413, 503),
@@ -193,13 +241,18 @@ def _item_result(item_id: str, outcome: Outcome) -> BatchItemOut:
 async def create_batch(
     request: Request[Any, Any, Any], ledger: NamedDependency[LedgerService], data: JSONBody[BatchIn]
 ) -> BatchOut:
+    principal = require_principal(request)
     body = await strict_body(request, BatchIn)
+    # A member's batch may name only payers they hold: one stranger's payer refuses it all.
+    for item in body.transfers:
+        authz.may_spend_from(principal, item.payer)
     commands: list[Transfer | RuleViolation] = []
     for item in body.transfers:
         try:
             commands.append(to_command(item))
         except RuleViolation as exc:
             commands.append(exc)
+    await _refuse_suspended(ledger, commands)
     ids = [
         c.id if isinstance(c, Transfer) else item.id
         for c, item in zip(commands, body.transfers, strict=True)
@@ -213,6 +266,23 @@ async def create_batch(
     return BatchOut(
         ok=all(isinstance(o, Appended) for o in outcomes), linked=body.linked, results=results
     )
+
+
+async def _refuse_suspended(
+    ledger: LedgerService, commands: list[Transfer | RuleViolation]
+) -> None:
+    """Replace, in place, each transfer touching a suspended account by its violation."""
+    accounts = sorted({a for c in commands if isinstance(c, Transfer) for a in (c.payer, c.payee)})
+    if not accounts:
+        return
+    async with ledger.read() as conn:
+        frozen = await authz.suspended_accounts(conn, accounts)
+    for position, command in enumerate(commands):
+        if isinstance(command, Transfer):
+            for account in (command.payer, command.payee):
+                if account in frozen:
+                    commands[position] = authz.account_suspended(account)
+                    break
 
 
 async def _independent(
