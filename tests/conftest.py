@@ -52,8 +52,10 @@ def _with_db(url: str, name: str) -> str:
 class Postgres:
     """Creates and drops throwaway databases cloned from a migrated template.
 
-    Creating and dropping a database costs a few hundred milliseconds, so a background
-    thread keeps two clones ready and drops used ones while the next test runs.
+    Creating a database costs a few hundred milliseconds and dropping one forces a
+    checkpoint, which can take seconds while the server is busy; so one background thread
+    keeps two clones ready and another drops used ones, without either waiting for the
+    other or for the tests.
     """
 
     AHEAD = 2
@@ -61,9 +63,10 @@ class Postgres:
     def __init__(self) -> None:
         self.error: str | None = None
         self.template = f"scambio_tpl_{os.getpid()}"
-        self._ready: queue.Queue[str] = queue.Queue()
-        self._jobs: queue.Queue[tuple[str, str] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._ready: queue.Queue[str | BaseException] = queue.Queue()
+        self._creates: queue.Queue[bool] = queue.Queue()
+        self._drops: queue.Queue[str | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
         try:
             with psycopg.connect(_libpq(ADMIN_URL), autocommit=True, connect_timeout=3) as c:
                 c.execute(f'DROP DATABASE IF EXISTS "{self.template}"')
@@ -78,37 +81,51 @@ class Postgres:
             await engine.dispose()
 
         asyncio.run(_migrate())
-        self._thread = threading.Thread(target=self._work, name="pg-clones", daemon=True)
-        self._thread.start()
+        for target, name in ((self._create_loop, "pg-create"), (self._drop_loop, "pg-drop")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         for _ in range(self.AHEAD):
-            self._jobs.put(("create", ""))
+            self._creates.put(True)
 
-    def _work(self) -> None:
+    def _create_loop(self) -> None:
         with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
-            while (job := self._jobs.get()) is not None:
-                action, name = job
-                if action == "create":
-                    name = f"scambio_t_{os.getpid()}_{next(_counter)}"
+            while self._creates.get():
+                name = f"scambio_t_{os.getpid()}_{next(_counter)}"
+                try:
                     c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
-                    self._ready.put(name)
+                except psycopg.Error as exc:
+                    self._ready.put(exc)
                 else:
-                    c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    self._ready.put(name)
+
+    def _drop_loop(self) -> None:
+        with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
+            while (name := self._drops.get()) is not None:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def create(self) -> str:
-        self._jobs.put(("create", ""))
-        return _with_db(ADMIN_URL, self._ready.get(timeout=120))
+        self._creates.put(True)
+        ready = self._ready.get(timeout=300)
+        if isinstance(ready, BaseException):
+            raise ready
+        return _with_db(ADMIN_URL, ready)
 
     def drop(self, url: str) -> None:
-        self._jobs.put(("drop", url.rsplit("/", 1)[1]))
+        self._drops.put(url.rsplit("/", 1)[1])
 
     def close(self) -> None:
-        if self.error is not None or self._thread is None:
+        if self.error is not None or not self._threads:
             return
-        self._jobs.put(None)
-        self._thread.join(timeout=120)
+        self._creates.put(False)
+        self._drops.put(None)
+        for thread in self._threads:
+            thread.join(timeout=300)
         with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
             while not self._ready.empty():
-                c.execute(f'DROP DATABASE IF EXISTS "{self._ready.get()}" WITH (FORCE)')
+                ready = self._ready.get()
+                if isinstance(ready, str):
+                    c.execute(f'DROP DATABASE IF EXISTS "{ready}" WITH (FORCE)')
             c.execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
 
 
