@@ -182,8 +182,12 @@ POSTGRES_TRIGGERS = [
     CREATE FUNCTION scambio_entries_zero_sum() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE bad bigint;
     BEGIN
-        SELECT n.idx INTO bad FROM new_entries n LEFT JOIN postings p ON p.entry_idx = n.idx
-        GROUP BY n.idx HAVING coalesce(sum(p.minutes), 0) <> 0 LIMIT 1;
+        -- One index probe per new entry: a join against all of postings would scan the
+        -- whole table on every batch and slow appends as the ledger grows.
+        SELECT n.idx INTO bad FROM new_entries n
+        WHERE coalesce((SELECT sum(p.minutes) FROM postings p WHERE p.entry_idx = n.idx), 0)
+            <> 0
+        LIMIT 1;
         IF bad IS NOT NULL THEN
             RAISE EXCEPTION 'postings of entry % do not sum to zero', bad
                 USING ERRCODE = 'check_violation';

@@ -15,12 +15,14 @@ import asyncio
 import contextlib
 import copy
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Column, bindparam, insert, select, update
+import psycopg
+from sqlalchemy import Column, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -179,6 +181,10 @@ class Appender:
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
+        # The connection is kept from one batch to the next while work is waiting, which
+        # saves a pool checkout (with its liveness ping) and a reset per batch; it goes back
+        # to the pool when the queue is empty and is discarded after any failure.
+        conn: AsyncConnection | None = None
         while True:
             first = await self._queue.get()
             batch = [first]
@@ -187,12 +193,16 @@ class Appender:
                 item = self._queue.get_nowait()
                 batch.append(item)
                 size += _weight(item.command)
+            failed = True
             try:
-                await self._process(batch)
+                if conn is None:
+                    conn = await self._connect()
+                await self._process(conn, batch)
+                failed = False
             except asyncio.CancelledError:
                 _fail(batch, StorageUnavailable("the service is shutting down"))
                 raise
-            except (OperationalError, DBAPIError, OSError) as exc:
+            except (OperationalError, DBAPIError, psycopg.Error, sqlite3.Error, OSError) as exc:
                 log.warning("append batch of %d failed: %s", len(batch), exc)
                 self._frontier = merkle.CompactRange()
                 _fail(batch, StorageUnavailable(f"the database is unavailable: {exc}"))
@@ -201,16 +211,22 @@ class Appender:
                 self._frontier = merkle.CompactRange()
                 _fail(batch, exc)
             finally:
+                # Before task_done: `stop` must find the connection back in the pool.
+                if conn is not None and (failed or self._queue.empty()):
+                    await _release(conn, discard=failed)
+                    conn = None
                 for _ in batch:
                     self._queue.task_done()
 
     # -- one batch ---------------------------------------------------------------------
 
-    async def _process(self, batch: Sequence[_Waiting]) -> None:
-        async with self._engine.connect() as plain:
-            conn = await plain.execution_options(**{WRITER: True})
-            async with conn.begin():
-                outcomes, frontier = await self._build_and_write(conn, batch)
+    async def _connect(self) -> AsyncConnection:
+        conn = await self._engine.connect()
+        return await conn.execution_options(**{WRITER: True})
+
+    async def _process(self, conn: AsyncConnection, batch: Sequence[_Waiting]) -> None:
+        async with conn.begin():
+            outcomes, frontier = await self._build_and_write(conn, batch)
         # Committed: only now may callers hear of success, and the cache move on.
         self._frontier = frontier
         self.batches += 1
@@ -221,17 +237,24 @@ class Appender:
     async def _build_and_write(
         self, conn: AsyncConnection, batch: Sequence[_Waiting]
     ) -> tuple[list[Outcome | LinkedOutcome], merkle.CompactRange]:
-        head_query = select(ledger_head.c.size, ledger_head.c.root).where(ledger_head.c.id == 1)
-        if self._postgres:
-            head_query = head_query.with_for_update()
-        head = (await conn.execute(head_query)).one_or_none()
+        commands = [c for w in batch for c in _singles(w.command)]
+        io = await _batch_io(conn, self._postgres)
+        ids = {c.entry_id for c in commands}
+        hold_ids = {c.hold_id for c in commands if isinstance(c, PostHold | VoidHold)}
+        # One round trip (PostgreSQL: one pipeline) takes the head lock and reads what
+        # nearly every batch needs: the head, the stored entries its ids name (retries and
+        # holds) and the accounts its commands name.
+        head, stored_rows, account_rows = await io.start(
+            sorted(ids | hold_ids), sorted(_command_accounts(commands))
+        )
         if head is None:
             raise LedgerNotInitialised("the ledger has no head row; start the service once")
-        size, root = int(head.size), bytes(head.root)
+        size, root = head
         frontier = await self._load_frontier(conn, size, root)
 
-        commands = [c for w in batch for c in _singles(w.command)]
-        work = await self._load_state(conn, commands, size)
+        work = await self._load_state(
+            conn, io, commands, size, stored_rows=stored_rows, account_rows=account_rows
+        )
         results: list[_Result | list[_Result]] = []
         for waiting in batch:
             command = waiting.command
@@ -243,18 +266,12 @@ class Appender:
             return [_finish(r, {}, size) for r in results], frontier
 
         new_size = work.next_index
-        leaves = await self._write(conn, work, frontier, new_size)
+        rows, leaves = self._rows(work, frontier, new_size)
         cp = Checkpoint(self._origin, new_size, frontier.root())
         note = sign_checkpoint(cp, self._signer)
-        await conn.execute(
-            insert(checkpoints),
-            {"size": new_size, "root": cp.root, "note": note, "created_at": work.time},
-        )
-        await conn.execute(
-            update(ledger_head)
-            .where(ledger_head.c.id == 1)
-            .values(size=new_size, root=cp.root, checkpoint=note)
-        )
+        rows.checkpoint = (new_size, cp.root, note, work.time)
+        rows.head = (new_size, cp.root, note)
+        await io.write(rows)
         return [_finish(r, leaves, new_size) for r in results], frontier
 
     # -- loading -------------------------------------------------------------------------
@@ -276,14 +293,24 @@ class Appender:
         return frontier
 
     async def _load_state(
-        self, conn: AsyncConnection, commands: Sequence[Single], size: int
+        self,
+        conn: AsyncConnection,
+        io: _BatchIO,
+        commands: Sequence[Single],
+        size: int,
+        *,
+        stored_rows: Iterable[_EntryRow],
+        account_rows: Iterable[_AccountRow],
     ) -> _Batch:
-        ids = {c.entry_id for c in commands}
-        hold_ids = {c.hold_id for c in commands if isinstance(c, PostHold | VoidHold)}
-        stored = await _entries_by_id(conn, ids | hold_ids)
+        stored: dict[str, _Stored] = {}
+        for canonical, leaf_hash, tree_size in stored_rows:
+            entry = decode_entry(bytes(canonical))
+            stored[entry.id] = _Stored(entry, bytes(leaf_hash), int(tree_size))
         state = LedgerState()
         targets = {c.target for c in commands if isinstance(c, Reverse) and 0 <= c.target < size}
         holds = [s.entry for s in stored.values() if s.entry.kind == KIND_HOLD]
+        # Holds and reversals are rarer than transfers: what they need is read afterwards,
+        # through SQLAlchemy, only when the batch has some.
         if holds:
             resolved = await _resolutions(conn, entries.c.hold_idx, [h.index for h in holds])
             for h in holds:
@@ -309,19 +336,21 @@ class Appender:
                     state.moved[target.index] = MovedState(
                         target.index, target.postings, reversed_by.get(target.index)
                     )
-        account_ids = _accounts_of(commands, state)
-        if account_ids:
-            rows = await conn.execute(select(accounts).where(accounts.c.id.in_(account_ids)))
-            for row in rows:
-                state.accounts[row.id] = AccountState(
-                    row.id,
-                    row.kind,
-                    row.min_balance,
-                    row.max_balance,
-                    int(row.posted),
-                    int(row.debits_pending),
-                    int(row.credits_pending),
-                )
+        found = list(account_rows)
+        loaded = {row[0] for row in found}
+        missing = _accounts_of(commands, state) - loaded
+        if missing:
+            found.extend(await io.accounts(sorted(missing)))
+        for account_id, kind, low, high, posted, debits, credits in found:
+            state.accounts[account_id] = AccountState(
+                account_id,
+                kind,
+                None if low is None else int(low),
+                None if high is None else int(high),
+                int(posted),
+                int(debits),
+                int(credits),
+            )
         return _Batch(state, size, format_time(self._clock()), stored)
 
     # -- applying ------------------------------------------------------------------------
@@ -490,108 +519,89 @@ class Appender:
 
     # -- writing -------------------------------------------------------------------------
 
-    async def _write(
-        self, conn: AsyncConnection, work: _Batch, frontier: merkle.CompactRange, new_size: int
-    ) -> dict[int, bytes]:
-        posting_rows: list[dict[str, object]] = []
-        entry_rows: list[dict[str, object]] = []
-        node_rows: list[dict[str, object]] = []
+    def _rows(
+        self, work: _Batch, frontier: merkle.CompactRange, new_size: int
+    ) -> tuple[_Rows, dict[int, bytes]]:
+        """Every row the batch writes, as plain tuples in the tables' column order."""
+        rows = _Rows()
+        posting_rows = rows.postings
+        entry_rows = rows.entries
+        node_rows = rows.nodes
         leaves: dict[int, bytes] = {}
+        leaf_hash = merkle.leaf_hash
+        append = frontier.append
         for entry, balances in work.new_entries:
             data = encode_entry(entry)
-            leaf = merkle.leaf_hash(data)
-            leaves[entry.index] = leaf
-            for (level, idx), value in frontier.append(leaf):
+            leaf = leaf_hash(data)
+            index = entry.index
+            kind = entry.kind
+            leaves[index] = leaf
+            for (level, idx), value in append(leaf):
                 if level:
-                    node_rows.append({"level": level, "idx": idx, "hash": value})
-            pending = entry.kind == KIND_HOLD
+                    node_rows.append((level, idx, value))
+            pending = kind == KIND_HOLD
             for seq, (posting, after) in enumerate(zip(entry.postings, balances, strict=True)):
-                posting_rows.append(
-                    {
-                        "entry_idx": entry.index,
-                        "seq": seq,
-                        "account_id": posting.account,
-                        "minutes": posting.minutes,
-                        "pending": pending,
-                        "balance_after": after,
-                    }
-                )
-            hold_idx = entry.refs.get("hold") if entry.kind in (KIND_POST, KIND_VOID) else None
-            reverses = entry.refs.get("reverses") if entry.kind == KIND_REVERSAL else None
-            expires = entry.refs.get("expires") if entry.kind == KIND_HOLD else None
+                posting_rows.append((index, seq, posting.account, posting.minutes, pending, after))
+            refs = entry.refs
+            hold_idx = refs.get("hold") if kind in (KIND_POST, KIND_VOID) else None
+            reverses = refs.get("reverses") if kind == KIND_REVERSAL else None
+            expires = refs.get("expires") if kind == KIND_HOLD else None
             entry_rows.append(
-                {
-                    "idx": entry.index,
-                    "id": entry.id,
-                    "kind": entry.kind,
-                    "time": entry.time,
-                    "canonical": data,
-                    "leaf_hash": leaf,
-                    "tree_size": new_size,
-                    "hold_idx": hold_idx,
-                    "reverses_idx": reverses,
-                    "expires": expires,
-                }
+                (
+                    index,
+                    entry.id,
+                    kind,
+                    entry.time,
+                    data,
+                    leaf,
+                    new_size,
+                    hold_idx,
+                    reverses,
+                    expires,
+                )
             )
-        await self._write_accounts(conn, work)
-        if posting_rows:
-            await conn.execute(insert(postings), posting_rows)
-        await conn.execute(insert(entries), entry_rows)
-        if node_rows:
-            await conn.execute(insert(tree_nodes), node_rows)
-        return leaves
-
-    async def _write_accounts(self, conn: AsyncConnection, work: _Batch) -> None:
         state = work.state.accounts
         last = work.next_index - 1
         opened = {e.account.id: e.index for e, _ in work.new_entries if e.account is not None}
-        new_rows = []
         for account_id in sorted(work.new_accounts):
             a = state[account_id]
-            new_rows.append(
-                {
-                    "id": a.id,
-                    "kind": a.kind,
-                    "min_balance": a.min_balance,
-                    "max_balance": a.max_balance,
-                    "posted": a.posted,
-                    "debits_pending": a.debits_pending,
-                    "credits_pending": a.credits_pending,
-                    "opened_idx": opened[account_id],
-                    "updated_idx": last,
-                }
-            )
-        if new_rows:
-            await conn.execute(insert(accounts), new_rows)
-        changed = sorted(work.touched - work.new_accounts)
-        if changed:
-            stmt = (
-                update(accounts)
-                .where(accounts.c.id == bindparam("b_id"))
-                .values(
-                    min_balance=bindparam("b_min"),
-                    max_balance=bindparam("b_max"),
-                    posted=bindparam("b_posted"),
-                    debits_pending=bindparam("b_dp"),
-                    credits_pending=bindparam("b_cp"),
-                    updated_idx=bindparam("b_upd"),
+            rows.new_accounts.append(
+                (
+                    a.id,
+                    a.kind,
+                    a.min_balance,
+                    a.max_balance,
+                    a.posted,
+                    a.debits_pending,
+                    a.credits_pending,
+                    opened[account_id],
+                    last,
                 )
             )
-            await conn.execute(
-                stmt,
-                [
-                    {
-                        "b_id": a.id,
-                        "b_min": a.min_balance,
-                        "b_max": a.max_balance,
-                        "b_posted": a.posted,
-                        "b_dp": a.debits_pending,
-                        "b_cp": a.credits_pending,
-                        "b_upd": last,
-                    }
-                    for a in (state[i] for i in changed)
-                ],
+        for account_id in sorted(work.touched - work.new_accounts):
+            a = state[account_id]
+            rows.changed_accounts.append(
+                (
+                    a.id,
+                    a.min_balance,
+                    a.max_balance,
+                    a.posted,
+                    a.debits_pending,
+                    a.credits_pending,
+                    last,
+                )
             )
+        return rows, leaves
+
+
+async def _release(conn: AsyncConnection, *, discard: bool) -> None:
+    """Give the connection back to the pool, or close it for good after a failure."""
+    try:
+        if discard:
+            await conn.invalidate()
+        await conn.close()
+    except Exception as exc:  # the batch's own outcome is already decided
+        log.warning("closing the appender's connection failed: %s", exc)
 
 
 def _weight(command: Command) -> int:
@@ -631,13 +641,19 @@ def _outcome(result: _Result, leaves: dict[int, bytes], tree_size: int) -> Outco
     return result
 
 
-def _accounts_of(commands: Iterable[Single], state: LedgerState) -> set[str]:
+def _command_accounts(commands: Iterable[Single]) -> set[str]:
+    """The accounts that commands name themselves (holds and reversals name theirs later)."""
     ids: set[str] = set()
     for c in commands:
         if isinstance(c, OpenAccount):
             ids.add(c.spec.id)
         elif isinstance(c, Transfer):
             ids.update((c.payer, c.payee))
+    return ids
+
+
+def _accounts_of(commands: Iterable[Single], state: LedgerState) -> set[str]:
+    ids = _command_accounts(commands)
     for hold in state.holds.values():
         ids.update((hold.payer, hold.payee))
     for moved in state.moved.values():
@@ -645,20 +661,277 @@ def _accounts_of(commands: Iterable[Single], state: LedgerState) -> set[str]:
     return ids
 
 
-async def _entries_by_id(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, _Stored]:
-    wanted = list(ids)
-    if not wanted:
-        return {}
-    rows = await conn.execute(
-        select(entries.c.canonical, entries.c.leaf_hash, entries.c.tree_size).where(
-            entries.c.id.in_(wanted)
+# -- the batch's reads and writes, on the driver connection ---------------------------------
+#
+# A batch of a thousand transfers writes some four thousand rows. Through SQLAlchemy Core
+# each row's parameters pass through per-column bind processors, and every statement is a
+# separate round trip (on SQLite, several hops to aiosqlite's thread), which cost more than
+# the database's own work. So the hot statements go to the driver connection under the
+# same transaction that SQLAlchemy began (and will commit): on PostgreSQL as one pipeline
+# of `INSERT ... SELECT FROM unnest(arrays)` statements, on SQLite as one `executemany`
+# per table. The statements are fixed strings, so both drivers prepare them once.
+
+#: canonical, leaf_hash, tree_size of a stored entry.
+_EntryRow = tuple[bytes, bytes, int]
+#: id, kind, min_balance, max_balance, posted, debits_pending, credits_pending.
+_AccountRow = tuple[str, str, int | None, int | None, int, int, int]
+
+_PG_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+_PG_HEAD_LOCK = "SELECT size, root FROM ledger_head WHERE id = 1 FOR UPDATE"
+_PG_ENTRIES_BY_ID = "SELECT canonical, leaf_hash, tree_size FROM entries WHERE id = ANY(%s)"
+_PG_ACCOUNTS_BY_ID = (
+    "SELECT id, kind, min_balance, max_balance, posted, debits_pending, credits_pending "
+    "FROM accounts WHERE id = ANY(%s)"
+)
+# The writes go in two statements, each a chain of data-modifying CTEs over
+# `unnest(arrays)`: new accounts and postings; then balances, tree nodes, checkpoint, head
+# and entries. Two, not one: the seal trigger fires at the end of the postings' statement
+# and requires their entries not to exist yet, and the zero-sum trigger fires at the end of
+# the entries' statement and needs their postings. Foreign keys are checked at the end of
+# the postings' statement, when the accounts it opens exist. Balances change after the
+# postings are in: updating a row and then key-share locking it for a foreign key check in
+# the same statement costs PostgreSQL a walk of its update chain per posting, which a batch
+# on a few hot accounts pays a thousand times. Empty arrays write no rows, so every batch
+# uses the same two prepared statements.
+# %b: bytea arrays go in binary, not hex-escaped element by element.
+_PG_WRITE_POSTINGS = (
+    "WITH opened AS (INSERT INTO accounts (id, kind, min_balance, max_balance, posted, "
+    "debits_pending, credits_pending, opened_idx, updated_idx) SELECT * FROM unnest("
+    "%s::text[], %s::text[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], "
+    "%s::int8[], %s::int8[])) "
+    "INSERT INTO postings (entry_idx, seq, account_id, minutes, pending, balance_after) "
+    "SELECT * FROM unnest(%s::int8[], %s::int2[], %s::text[], %s::int8[], %s::bool[], "
+    "%s::int8[])"
+)
+_PG_WRITE_ENTRIES = (
+    "WITH changed AS (UPDATE accounts AS a SET min_balance = u.min_balance, "
+    "max_balance = u.max_balance, posted = u.posted, debits_pending = u.debits_pending, "
+    "credits_pending = u.credits_pending, updated_idx = u.updated_idx "
+    "FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], "
+    "%s::int8[]) AS u(id, min_balance, max_balance, posted, debits_pending, credits_pending, "
+    "updated_idx) WHERE a.id = u.id), "
+    "nodes AS (INSERT INTO tree_nodes (level, idx, hash) "
+    "SELECT * FROM unnest(%s::int2[], %s::int8[], %b::bytea[])), "
+    "checkpoint AS (INSERT INTO checkpoints (size, root, note, created_at) "
+    "VALUES (%s, %b, %s, %s)), "
+    "head AS (UPDATE ledger_head SET size = %s, root = %b, checkpoint = %s WHERE id = 1) "
+    "INSERT INTO entries (idx, id, kind, time, canonical, leaf_hash, tree_size, hold_idx, "
+    "reverses_idx, expires) SELECT * FROM unnest(%s::int8[], %s::text[], %s::text[], "
+    "%s::text[], %b::bytea[], %b::bytea[], %s::int8[], %s::int8[], %s::int8[], %s::text[])"
+)
+
+_SQLITE_HEAD = "SELECT size, root FROM ledger_head WHERE id = 1"
+_SQLITE_ENTRIES_BY_ID = "SELECT canonical, leaf_hash, tree_size FROM entries WHERE id IN"
+_SQLITE_ACCOUNTS_BY_ID = (
+    "SELECT id, kind, min_balance, max_balance, posted, debits_pending, credits_pending "
+    "FROM accounts WHERE id IN"
+)
+#: Ids per `IN (...)` list: well under SQLite's limit on bound parameters.
+_SQLITE_CHUNK = 500
+_SQLITE_INSERT_ACCOUNTS = (
+    "INSERT INTO accounts (id, kind, min_balance, max_balance, posted, debits_pending, "
+    "credits_pending, opened_idx, updated_idx) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_UPDATE_ACCOUNTS = (
+    "UPDATE accounts SET min_balance = ?, max_balance = ?, posted = ?, debits_pending = ?, "
+    "credits_pending = ?, updated_idx = ? WHERE id = ?"
+)
+_SQLITE_INSERT_POSTINGS = (
+    "INSERT INTO postings (entry_idx, seq, account_id, minutes, pending, balance_after) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_INSERT_ENTRIES = (
+    "INSERT INTO entries (idx, id, kind, time, canonical, leaf_hash, tree_size, hold_idx, "
+    "reverses_idx, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_INSERT_NODES = "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)"
+_SQLITE_INSERT_CHECKPOINT = (
+    "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)"
+)
+_SQLITE_UPDATE_HEAD = "UPDATE ledger_head SET size = ?, root = ?, checkpoint = ? WHERE id = 1"
+
+#: Every column of the tables the statements above write, checked against `tables` at
+#: import, so that a schema change cannot leave the append path silently behind.
+_WRITTEN = {
+    ledger_head: ("id", "origin", "size", "root", "checkpoint"),
+    accounts: (
+        "id",
+        "kind",
+        "min_balance",
+        "max_balance",
+        "posted",
+        "debits_pending",
+        "credits_pending",
+        "opened_idx",
+        "updated_idx",
+    ),
+    postings: ("entry_idx", "seq", "account_id", "minutes", "pending", "balance_after"),
+    entries: (
+        "idx",
+        "id",
+        "kind",
+        "time",
+        "canonical",
+        "leaf_hash",
+        "tree_size",
+        "hold_idx",
+        "reverses_idx",
+        "expires",
+    ),
+    tree_nodes: ("level", "idx", "hash"),
+    checkpoints: ("size", "root", "note", "created_at"),
+}
+for _table, _names in _WRITTEN.items():
+    if set(_table.c.keys()) != set(_names):
+        raise RuntimeError(f"the append path's statements do not match table {_table.name}")
+
+
+@dataclass(slots=True)
+class _Rows:
+    """Every row one batch writes, as tuples in the column order of the statements above."""
+
+    new_accounts: list[tuple[Any, ...]] = field(default_factory=list)
+    changed_accounts: list[tuple[Any, ...]] = field(default_factory=list)
+    postings: list[tuple[Any, ...]] = field(default_factory=list)
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
+    checkpoint: tuple[int, bytes, str, str] = (0, b"", "", "")
+    head: tuple[int, bytes, str] = (0, b"", "")
+
+
+_Head = tuple[int, bytes]
+
+
+class _BatchIO(Protocol):
+    async def start(
+        self, entry_ids: list[str], account_ids: list[str]
+    ) -> tuple[_Head | None, list[_EntryRow], list[_AccountRow]]:
+        """Take the head lock; read the head, the entries and the accounts named."""
+
+    async def accounts(self, ids: list[str]) -> list[_AccountRow]:
+        """Read more accounts (those of the holds and reversals in the batch)."""
+
+    async def write(self, rows: _Rows) -> None:
+        """Write the batch, in the order foreign keys and the seal trigger need.
+
+        Nothing else is written in the transaction after this: it may commit.
+        """
+
+
+async def _batch_io(conn: AsyncConnection, postgres: bool) -> _BatchIO:
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if postgres:
+        return _PostgresIO(cast("psycopg.AsyncConnection[Any]", driver))
+    return _SqliteIO(driver)
+
+
+def _arrays(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows to columns: one array parameter per column for `unnest` (empty when no rows)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+class _PostgresIO:
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def start(
+        self, entry_ids: list[str], account_ids: list[str]
+    ) -> tuple[_Head | None, list[_EntryRow], list[_AccountRow]]:
+        conn = self._conn
+        # In one pipeline the statements still run in order: both reads see the database
+        # as it is once the head lock is held.
+        async with conn.pipeline():
+            head_cur, entry_cur, account_cur = conn.cursor(), conn.cursor(), conn.cursor()
+            # Plan every statement of the batch (triggers' too) for the tables as they are
+            # now. A prepared statement's generic plan is kept until the next ANALYZE, and
+            # one made while `entries` was small looks every id up by a sequential scan.
+            await conn.execute(_PG_CUSTOM_PLANS)
+            await head_cur.execute(_PG_HEAD_LOCK)
+            await entry_cur.execute(_PG_ENTRIES_BY_ID, [entry_ids])
+            await account_cur.execute(_PG_ACCOUNTS_BY_ID, [account_ids])
+        head = await head_cur.fetchone()
+        found = await entry_cur.fetchall()
+        loaded = await account_cur.fetchall()
+        return (
+            None if head is None else (int(head[0]), bytes(head[1])),
+            [cast(_EntryRow, tuple(r)) for r in found],
+            [cast(_AccountRow, tuple(r)) for r in loaded],
         )
-    )
-    found: dict[str, _Stored] = {}
-    for row in rows:
-        entry = decode_entry(bytes(row.canonical))
-        found[entry.id] = _Stored(entry, bytes(row.leaf_hash), int(row.tree_size))
-    return found
+
+    async def accounts(self, ids: list[str]) -> list[_AccountRow]:
+        cur = await self._conn.execute(_PG_ACCOUNTS_BY_ID, [ids])
+        return [cast(_AccountRow, tuple(r)) for r in await cur.fetchall()]
+
+    async def write(self, rows: _Rows) -> None:
+        conn = self._conn
+        async with conn.pipeline():
+            await conn.execute(
+                _PG_WRITE_POSTINGS,
+                [*_arrays(rows.new_accounts, 9), *_arrays(rows.postings, 6)],
+            )
+            await conn.execute(
+                _PG_WRITE_ENTRIES,
+                [
+                    *_arrays(rows.changed_accounts, 7),
+                    *_arrays(rows.nodes, 3),
+                    *rows.checkpoint,
+                    *rows.head,
+                    *_arrays(rows.entries, 10),
+                ],
+            )
+            # COMMIT rides in the same pipeline, sent as a statement rather than through
+            # conn.commit() (which would add a sync of its own): one round trip from the
+            # first row to the durable commit. If any statement fails the server skips the
+            # rest, COMMIT included, and the error surfaces when the pipeline closes.
+            # SQLAlchemy's commit that follows finds no transaction and does nothing.
+            await conn.execute("COMMIT")
+
+
+class _SqliteIO:
+    """aiosqlite runs each call on its own thread: one call per statement, not per row."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def start(
+        self, entry_ids: list[str], account_ids: list[str]
+    ) -> tuple[_Head | None, list[_EntryRow], list[_AccountRow]]:
+        # BEGIN IMMEDIATE (issued when SQLAlchemy began the transaction) holds the lock.
+        heads = list(await self._conn.execute_fetchall(_SQLITE_HEAD))
+        head = (int(heads[0][0]), bytes(heads[0][1])) if heads else None
+        found = await self._select_in(_SQLITE_ENTRIES_BY_ID, entry_ids)
+        return head, found, await self.accounts(account_ids)
+
+    async def accounts(self, ids: list[str]) -> list[_AccountRow]:
+        return await self._select_in(_SQLITE_ACCOUNTS_BY_ID, ids)
+
+    async def _select_in(self, query: str, ids: list[str]) -> list[Any]:
+        found: list[Any] = []
+        for start in range(0, len(ids), _SQLITE_CHUNK):
+            chunk = ids[start : start + _SQLITE_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            # Only placeholders are added to the fixed query text.
+            found.extend(await self._conn.execute_fetchall(f"{query} ({marks})", chunk))
+        return found
+
+    async def write(self, rows: _Rows) -> None:
+        conn = self._conn
+        if rows.new_accounts:
+            await conn.executemany(_SQLITE_INSERT_ACCOUNTS, rows.new_accounts)
+        if rows.changed_accounts:
+            await conn.executemany(
+                _SQLITE_UPDATE_ACCOUNTS, [(*r[1:], r[0]) for r in rows.changed_accounts]
+            )
+        if rows.postings:
+            await conn.executemany(_SQLITE_INSERT_POSTINGS, rows.postings)
+        await conn.executemany(_SQLITE_INSERT_ENTRIES, rows.entries)
+        if rows.nodes:
+            await conn.executemany(_SQLITE_INSERT_NODES, rows.nodes)
+        await conn.execute(_SQLITE_INSERT_CHECKPOINT, rows.checkpoint)
+        await conn.execute(_SQLITE_UPDATE_HEAD, rows.head)
 
 
 async def _resolutions(
@@ -671,25 +944,38 @@ async def _resolutions(
 async def load_nodes(
     conn: AsyncConnection, ids: Sequence[merkle.NodeId]
 ) -> dict[merkle.NodeId, bytes]:
-    """Fetch tree nodes: leaves from `entries.leaf_hash`, higher levels from `tree_nodes`."""
-    found: dict[merkle.NodeId, bytes] = {}
-    leaves = [i for level, i in ids if level == 0]
-    inner = [(level, i) for level, i in ids if level > 0]
+    """Fetch tree nodes: leaves from `entries.leaf_hash`, higher levels from `tree_nodes`.
+
+    One statement for all of them (a proof needs up to about 2 log2 n), since each round
+    trip costs more than the index lookups it carries. The node ids are integers written
+    into the SQL text: building the same query as a SQLAlchemy expression of 2 log2 n
+    comparisons cost more than the database's work, and literal values let both databases
+    plan the lookups for the tables as they are (primary-key lookups; SQLite scans the
+    table for a row-value `IN (VALUES ...)`, so it gets an OR of pairs instead).
+    """
+    leaves = sorted({int(i) for level, i in ids if level == 0})
+    inner = sorted({(int(level), int(i)) for level, i in ids if level > 0})
+    parts = []
     if leaves:
-        rows = await conn.execute(
-            select(entries.c.idx, entries.c.leaf_hash).where(entries.c.idx.in_(leaves))
+        listed = ", ".join(str(i) for i in leaves)
+        parts.append(f"SELECT 0, idx, leaf_hash FROM entries WHERE idx IN ({listed})")  # noqa: S608
+    if inner and conn.dialect.name == "postgresql":
+        # PostgreSQL plans a join with the listed pairs as one primary-key probe per pair,
+        # about twice as fast as the same pairs as an OR of conditions.
+        pairs = ", ".join(f"({lv}::int2, {i}::int8)" for lv, i in inner)
+        parts.append(
+            "SELECT t.level, t.idx, t.hash FROM (VALUES " + pairs + ") AS w(level, idx) "  # noqa: S608
+            "JOIN tree_nodes AS t ON t.level = w.level AND t.idx = w.idx"
         )
-        found.update({(0, int(r.idx)): bytes(r.leaf_hash) for r in rows})
-    by_level: dict[int, list[int]] = {}
-    for level, i in inner:
-        by_level.setdefault(level, []).append(i)
-    for level, idxs in by_level.items():
-        rows = await conn.execute(
-            select(tree_nodes.c.idx, tree_nodes.c.hash).where(
-                tree_nodes.c.level == level, tree_nodes.c.idx.in_(idxs)
-            )
-        )
-        found.update({(level, int(r.idx)): bytes(r.hash) for r in rows})
+    elif inner:
+        pairs = " OR ".join(f"(level = {lv} AND idx = {i})" for lv, i in inner)
+        parts.append(f"SELECT level, idx, hash FROM tree_nodes WHERE {pairs}")  # noqa: S608
+    found: dict[merkle.NodeId, bytes] = {}
+    if parts:
+        # Only integers are formatted into the text (see above).
+        result = await conn.exec_driver_sql(" UNION ALL ".join(parts))
+        for level, idx, value in cast("Iterable[tuple[int, int, bytes]]", result):
+            found[(int(level), int(idx))] = bytes(value)
     missing = [i for i in ids if i not in found]
     if missing:
         raise RuntimeError(f"tree nodes missing from the store: {missing[:5]}")

@@ -162,6 +162,14 @@ async def checkpoint_count(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.count()).select_from(checkpoints))).scalar_one())
 
 
+async def _tree_size(conn: AsyncConnection) -> int:
+    """The head's size alone: proofs need no more, and a plain statement skips compiling."""
+    return int((await conn.exec_driver_sql(_TREE_SIZE)).scalar_one())
+
+
+_TREE_SIZE = "SELECT size FROM ledger_head WHERE id = 1"
+
+
 def _check_size(size: int, tree_size: int, name: str) -> None:
     if size > tree_size:
         raise RuleViolation(
@@ -175,7 +183,7 @@ async def inclusion_proof(
     conn: AsyncConnection, index: int, size: int
 ) -> tuple[bytes, list[bytes]]:
     """Leaf hash of `index` and its inclusion proof in the tree of `size` entries."""
-    tree_size = (await head(conn)).size
+    tree_size = await _tree_size(conn)
     _check_size(size, tree_size, "size")
     if not 0 <= index < size:
         raise RuleViolation(
@@ -187,7 +195,7 @@ async def inclusion_proof(
 
 
 async def consistency_proof(conn: AsyncConnection, size1: int, size2: int) -> list[bytes]:
-    tree_size = (await head(conn)).size
+    tree_size = await _tree_size(conn)
     _check_size(size2, tree_size, "to")
     if size1 < 1:
         raise RuleViolation(
