@@ -186,3 +186,69 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     assert body["status"] == status
     assert body["title"] and body["detail"]
     return body
+
+
+# -- listings and matching (offers, requests, the manager's queue) -------------------------
+
+#: A valid listing body; tests override what they care about.
+LISTING = {
+    "kind": "offer",
+    "title": "Homework help",
+    "area": "training_empowerment",
+    "zone": "municipio-6",
+}
+
+
+async def post_listing(api: Api, role: str, **fields: Any) -> dict[str, Any]:
+    """Post a listing as `role` (a member key or a staff role) and return it."""
+    response = await api.post("/api/v1/listings", {**LISTING, **fields}, role=role)
+    assert response.status_code == 201, response.text
+    listing: dict[str, Any] = response.json()
+    return listing
+
+
+def in_app(api: Api, fn: Any, *args: Any) -> Any:
+    """Run the coroutine function `fn(timebank, *args)` in the app's event loop, as the
+    scheduled jobs will (the app runs in the test client's thread)."""
+    return api.client.blocking_portal.call(fn, api.app.state.timebank, *args)
+
+
+# -- exchanges -------------------------------------------------------------------------------
+
+#: The moves that bring a new exchange (proposed by its provider) to each state, with who
+#: makes each: "p" the provider, "r" the receiver, or a staff role.
+EXCHANGE_PATHS: dict[str, list[tuple[str, str, dict[str, Any] | None]]] = {
+    "proposed": [],
+    "accepted": [("accept", "r", None)],
+    "done": [("accept", "r", None), ("done", "p", None)],
+    "confirmed": [("accept", "r", None), ("done", "p", None), ("confirm", "r", None)],
+    "disputed": [("accept", "r", None), ("done", "p", None), ("dispute", "r", {"reason": "?"})],
+    "cancelled": [("accept", "r", None), ("cancel", "p", None)],
+}
+
+
+async def exchange_in(
+    api: Api,
+    provider: Person,
+    receiver: Person,
+    state: str = "proposed",
+    *,
+    minutes: int = 2,
+    title: str = "Homework help",
+) -> str:
+    """Propose an exchange as `provider` and drive it to `state` through the API."""
+    body = {
+        "id": new_uuid(),
+        "provider": provider.account,
+        "receiver": receiver.account,
+        "minutes": minutes,
+        "title": title,
+    }
+    proposed = await api.post("/api/v1/exchanges", body, role=provider.key)
+    assert proposed.status_code == 201, proposed.text
+    exchange_id = str(proposed.json()["id"])
+    for action, by, move in EXCHANGE_PATHS[state]:
+        role = {"p": provider.key, "r": receiver.key}.get(by, by)
+        response = await api.post(f"/api/v1/exchanges/{exchange_id}/{action}", move, role=role)
+        assert response.status_code == 200, response.text
+    return exchange_id

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from scambio.store.db import make_engine
 from scambio.store.people_tables import audit_log
 
-from .api_helpers import PASSWORD, Api, Person, new_uuid, running_api
+from .api_helpers import PASSWORD, Api, Person, exchange_in, new_uuid, running_api
 
 MEMBER, OTHER, ORG, OTHER_ORG = "marco", "giulia", "paolo", "bea"
 MANAGER, AUDITOR, ADMIN = "manager", "auditor", "admin"
@@ -116,6 +116,9 @@ STAFF_ONLY_WRITE = expect(403, manager=201, admin=201)
 STAFF_ONLY_200 = expect(403, manager=200, admin=200)
 ORG_MANAGE = expect(403, paolo=200, manager=200, admin=200)
 MEMBER_ONLY = expect(200, manager=403, auditor=403, admin=403)
+#: Exchanges: seen by their parties (Marco, Giulia) and staff; others are told nothing.
+PARTIES_AND_STAFF = expect(404, marco=200, giulia=200, manager=200, auditor=200, admin=200)
+RECEIVER_OR_MANAGER = expect(404, marco=200, giulia=403, manager=200, auditor=403, admin=200)
 
 
 def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
@@ -207,6 +210,59 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
 
     async def create_org(w: World) -> Request:
         return "POST", "/api/v1/organisations", {"name": f"Org {w.unique()}", "kind": "company"}
+
+    # -- listings and matching (fresh listings for the requests that change one) --------
+    listing_body = {"kind": "offer", "title": "Help", "area": "housing", "zone": "municipio-6"}
+
+    async def fresh_listing(w: World, role: str = MEMBER, **extra: Any) -> str:
+        created = await w.api.post("/api/v1/listings", {**listing_body, **extra}, role=role)
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
+    def on_listing(method: str, suffix: str = "", body: Any = None, **extra: Any) -> Make:
+        async def make(w: World) -> Request:
+            return method, f"/api/v1/listings/{await fresh_listing(w, **extra)}{suffix}", body
+
+        return make
+
+    async def introduce(w: World) -> Request:
+        request_id = await fresh_listing(w, kind="request")
+        return "POST", "/api/v1/introductions", {"request_id": request_id, "member_id": giulia.id}
+
+    async def suggestions(w: World) -> Request:
+        request_id = await fresh_listing(w, kind="request")
+        return "GET", f"/api/v1/requests/{request_id}/suggestions", None
+
+    # -- exchanges (Giulia provides, Marco receives; fresh exchanges in each state) -------
+    def on_exchange(state: str, action: str = "", body: Any = None) -> Make:
+        async def make(w: World) -> Request:
+            exchange_id = await exchange_in(w.api, giulia, marco, state, minutes=2)
+            return "GET" if not action else "POST", f"/api/v1/exchanges/{exchange_id}{action}", body
+
+        return make
+
+    def exchange_body(path: str, **extra: Any) -> Make:
+        async def make(_w: World) -> Request:
+            body = {"id": new_uuid(), "provider": giulia.account, "receiver": marco.account}
+            return "POST", path, {**body, "minutes": 2, "title": "Homework", **extra}
+
+        return make
+
+    group_body = {"title": "Lab", "minutes": 2, "facilitators": [giulia.account]}
+
+    async def create_group(_w: World) -> Request:
+        body = {"id": new_uuid(), **group_body, "participants": [{"account": marco.account}]}
+        return "POST", "/api/v1/exchanges/group", body
+
+    def on_group(suffix: str = "") -> Make:
+        async def make(w: World) -> Request:
+            _m, path, body = await create_group(w)
+            created = await w.api.post(path, body, role=MANAGER)
+            assert created.status_code == 201, created.text
+            method = "POST" if suffix else "GET"
+            return method, f"/api/v1/exchanges/group/{created.json()['id']}{suffix}", None
+
+        return make
 
     marco_account = f"/api/v1/accounts/{marco.account}"
     acme_account = f"/api/v1/accounts/{acme['account_id']}"
@@ -329,6 +385,106 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
         ("post hold", post_hold, expect(403, marco=201, manager=201, admin=201)),
         ("void hold", void_hold, expect(403, marco=201, giulia=201, manager=201, admin=201)),
         ("reverse", reverse, STAFF_ONLY_WRITE),
+        # -- listings and matching -----------------------------------------------------------
+        (
+            "create listing",
+            fixed("POST", "/api/v1/listings", listing_body),
+            expect(201, manager=403, auditor=403, admin=403),
+        ),
+        (
+            "create org listing",
+            fixed("POST", "/api/v1/listings", {**listing_body, "organisation_id": acme["id"]}),
+            expect(403, paolo=201, manager=201, admin=201),
+        ),
+        ("search listings", fixed("GET", "/api/v1/listings?q=help&zone=municipio-6"), READ_ALL),
+        ("view listing", on_listing("GET"), READ_ALL),
+        (
+            "edit listing",
+            on_listing("PATCH", body={"title": "Changed"}),
+            expect(403, marco=200, manager=200, admin=200),
+        ),
+        (
+            "renew listing",
+            on_listing("POST", "/renew"),
+            expect(403, marco=200, manager=200, admin=200),
+        ),
+        (
+            "close listing",
+            on_listing("POST", "/close"),
+            expect(403, marco=200, manager=200, admin=200),
+        ),
+        (
+            "edit org listing",
+            on_listing("PATCH", body={"title": "Ours"}, role=ORG, organisation_id=acme["id"]),
+            expect(403, paolo=200, manager=200, admin=200),
+        ),
+        (
+            "suggestions",
+            suggestions,
+            expect(403, marco=200, manager=200, auditor=200, admin=200),
+        ),
+        (
+            "manager queue",
+            fixed("GET", "/api/v1/manager/queue"),
+            expect(403, manager=200, auditor=200, admin=200),
+        ),
+        ("introduce", introduce, STAFF_ONLY_WRITE),
+        (
+            "list introductions",
+            fixed("GET", "/api/v1/introductions"),
+            expect(403, manager=200, auditor=200, admin=200),
+        ),
+        # -- exchanges ---------------------------------------------------------------------
+        (
+            "propose exchange",
+            exchange_body("/api/v1/exchanges"),
+            expect(403, marco=201, giulia=201, manager=201, admin=201),
+        ),
+        ("list exchanges", fixed("GET", "/api/v1/exchanges"), READ_ALL),
+        ("view exchange", on_exchange("proposed"), PARTIES_AND_STAFF),
+        ("accept exchange", on_exchange("proposed", "/accept"), RECEIVER_OR_MANAGER),
+        ("decline exchange", on_exchange("proposed", "/decline"), RECEIVER_OR_MANAGER),
+        (
+            "cancel exchange",
+            on_exchange("accepted", "/cancel"),
+            expect(404, marco=200, giulia=200, manager=200, auditor=403, admin=200),
+        ),
+        (
+            "mark exchange done",
+            on_exchange("accepted", "/done"),
+            expect(404, marco=403, giulia=200, manager=200, auditor=403, admin=200),
+        ),
+        ("confirm exchange", on_exchange("done", "/confirm"), RECEIVER_OR_MANAGER),
+        (
+            "dispute exchange",
+            on_exchange("done", "/dispute", {"reason": "it did not happen"}),
+            expect(404, marco=200, giulia=200, manager=403, auditor=403, admin=403),
+        ),
+        (
+            "resolve exchange",
+            on_exchange("disputed", "/resolve", {"minutes": 1, "reason": "half"}),
+            expect(403, manager=200, admin=200),
+        ),
+        (
+            "thank for exchange",
+            on_exchange("confirmed", "/thank", {"message": "Grazie"}),
+            expect(404, marco=201, giulia=201, manager=403, auditor=403, admin=403),
+        ),
+        ("record exchange", exchange_body("/api/v1/exchanges/record"), STAFF_ONLY_WRITE),
+        ("create group exchange", create_group, STAFF_ONLY_WRITE),
+        ("view group exchange", on_group(), PARTIES_AND_STAFF),
+        ("settle group exchange", on_group("/settle"), STAFF_ONLY_200),
+        ("member thanks", fixed("GET", f"/api/v1/members/{giulia.id}/thanks"), READ_ALL),
+        (
+            "member statement",
+            fixed("GET", f"/api/v1/members/{marco.id}/statement"),
+            expect(403, marco=200, manager=200, auditor=200, admin=200),
+        ),
+        (
+            "member statement csv",
+            fixed("GET", f"/api/v1/members/{marco.id}/statement.csv"),
+            expect(403, marco=200, manager=200, auditor=200, admin=200),
+        ),
         # -- sessions (last: they change tokens and passwords) ---------------------------
         ("list tokens", fixed("GET", "/api/v1/auth/tokens"), MEMBER_ONLY),
         (

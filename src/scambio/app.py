@@ -158,6 +158,12 @@ def openapi_config() -> OpenAPIConfig:
             Tag(name="session", description="Log in, tokens, passwords"),
             Tag(name="people", description="Members, profiles, approval, the audit log, zones"),
             Tag(name="organisations", description="Organisations, their admins, employee links"),
+            Tag(name="listings", description="Offers and requests: post, search, renew, close"),
+            Tag(name="matching", description="Suggestions, the manager's queue, introductions"),
+            Tag(
+                name="exchanges",
+                description="Exchanges, group exchanges, thanks, member statements",
+            ),
             Tag(name="service", description="Home page and health"),
         ],
     )

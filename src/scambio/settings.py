@@ -38,6 +38,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     default_hold_expiry: int | None = None
     #: How often, in seconds, `serve` voids expired holds (0 = never; jobs take over later).
     hold_sweep_interval: float = 60.0
+    #: Days an accepted exchange has to be marked done, then confirmed (else it is
+    #: auto-confirmed), and a dispute to be resolved, before its hold lapses.
+    exchange_done_days: int = 90
+    exchange_confirm_days: int = 7
+    exchange_resolve_days: int = 30
+    #: How long a listing lives before it must be renewed, and when its owner is reminded.
+    listing_ttl_days: int = 60
+    listing_reminder_days: int = 7
     #: A TOML or JSON file listing the community's zones (None = Milan's nine Municipi).
     zones_file: Path | None = None
     #: Outgoing mail: SMTP when `smtp_host` is set, otherwise messages go to the log.
@@ -121,6 +129,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_size=_int(env, "SCAMBIO_MAX_BODY_SIZE", 1_048_576, 1024, 64 * 1_048_576),
         default_hold_expiry=_int_or_none(env, "SCAMBIO_DEFAULT_HOLD_EXPIRY", None),
         hold_sweep_interval=sweep,
+        exchange_done_days=_int(env, "SCAMBIO_EXCHANGE_DONE_DAYS", 90, 1, 3650),
+        exchange_confirm_days=_int(env, "SCAMBIO_EXCHANGE_CONFIRM_DAYS", 7, 1, 365),
+        exchange_resolve_days=_int(env, "SCAMBIO_EXCHANGE_RESOLVE_DAYS", 30, 1, 365),
+        listing_ttl_days=_int(env, "SCAMBIO_LISTING_TTL_DAYS", 60, 1, 365),
+        listing_reminder_days=_int(env, "SCAMBIO_LISTING_REMINDER_DAYS", 7, 0, 365),
         zones_file=Path(zones_file) if zones_file else None,
         smtp_host=env.get("SCAMBIO_SMTP_HOST") or None,
         smtp_port=_int(env, "SCAMBIO_SMTP_PORT", 587, 1, 65535),

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from litestar import Router
 
-from scambio.api import accounts, ledger, orgs, people, session, transfers
+from scambio.api import (
+    accounts,
+    exchanges,
+    ledger,
+    listings,
+    matching,
+    orgs,
+    people,
+    session,
+    statement,
+    transfers,
+)
 from scambio.api.auth import access_guard
 
 API_PREFIX = "/api/v1"
@@ -24,6 +35,10 @@ def api_router() -> Router:
             *session.ROUTES,
             *people.ROUTES,
             *orgs.ROUTES,
+            *listings.ROUTES,
+            *matching.ROUTES,
+            *exchanges.ROUTES,
+            *statement.ROUTES,
         ],
         guards=[access_guard],
     )

@@ -74,6 +74,21 @@ RULE_STATUS: Final[dict[str, tuple[int, str]]] = {
     "member-rejected": (403, "Registration rejected"),
     "too-many-attempts": (429, "Too many attempts"),
     "invalid-reset-token": (422, "Invalid reset code"),
+    # exchanges
+    "exchange-not-found": (404, "Exchange not found"),
+    "group-not-found": (404, "Group exchange not found"),
+    "invalid-transition": (409, "Not possible in the exchange's current state"),
+    "exchange-lapsed": (409, "Exchange lapsed"),
+    "already-thanked": (409, "Already thanked"),
+    "exceeds-agreed": (422, "More minutes than agreed"),
+    "invalid-party": (422, "Invalid party"),
+    "invalid-group": (422, "Invalid group exchange"),
+    "invalid-pool": (422, "Invalid pool account"),
+    "group-settlement-failed": (422, "Group settlement failed"),
+    # listings and matching
+    "listing-not-found": (404, "Listing not found"),
+    "already-introduced": (409, "Already introduced"),
+    "not-a-request": (422, "Not a request"),
 }
 
 #: Slugs for errors raised by the HTTP layer itself.
