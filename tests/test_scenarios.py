@@ -265,34 +265,27 @@ async def test_two_checkpoints_are_provably_consistent(ledger: LedgerService) ->
         merkle.verify_consistency(older.size, newer.size, proof, forged, newer.root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (service layer; the HTTP API requires UUID ids, which hides it there): "
-    "derived entry ids ('<hold id>:post', '<hold id>:void', 'account:<id>') share one "
-    "namespace with caller-chosen transfer ids, so a caller can take one in advance and "
-    "block the post. Fix: refuse ':' in Transfer/Reverse ids in Appender._build.",
-)
 async def test_a_client_cannot_take_the_id_of_a_future_post(ledger: LedgerService) -> None:
     await ledger.open_account("nora", "member")
     await ledger.open_account("oscar", "member")
     hold_id = new_id()
     appended(await ledger.transfer(Transfer(hold_id, "nora", "oscar", 60, hold=True)))
-    # Someone submits a one-minute transfer under the id the post of that hold will use ...
-    await ledger.transfer(Transfer(f"{hold_id}:post", "nora", "oscar", 1))
-    # ... and the real post must still go through (today: idempotency-conflict on "id").
+    # Someone submits a one-minute transfer under the id the post of that hold will use:
+    # ':' is reserved for derived ids, so it is refused ...
+    squat = await ledger.transfer(Transfer(f"{hold_id}:post", "nora", "oscar", 1))
+    assert isinstance(squat, RuleViolation)
+    assert squat.code == "invalid-id"
+    assert "must not contain ':'" in squat.detail
+    # ... and the real post goes through.
     appended(await ledger.post(hold_id))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: two identical requests that land in the same batch are both answered "
-    "created=True (HTTP 201 twice) though only one entry is written. Fix: in "
-    "Appender._apply_one, answer a same-batch duplicate with created=False.",
-)
 async def test_a_double_click_creates_one_entry_and_says_so(ledger: LedgerService) -> None:
     await ledger.open_account("pia", "member")
     await ledger.open_account("ugo", "member")
     click = Transfer(new_id(), "pia", "ugo", 30, "babysitting")
-    first, second = (appended(o) for o in await asyncio.gather(*(ledger.transfer(click),) * 2))
-    assert first.index == second.index  # one entry (this part holds today)
+    # Two separate calls (one coroutine awaited twice would be one call).
+    outcomes = await asyncio.gather(ledger.transfer(click), ledger.transfer(click))
+    first, second = (appended(o) for o in outcomes)
+    assert first.index == second.index  # one entry, answered once as created
     assert sorted([first.created, second.created]) == [False, True]

@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scambio.ledger import merkle
 from scambio.ledger.entry import (
+    ACCOUNT_ID_RE,
+    ENTRY_ID_RE,
     FORMAT_VERSION,
     KIND_ACCOUNT,
     KIND_HOLD,
@@ -78,6 +80,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
+#: Longest a hold may be set to live: ten years.
+MAX_HOLD_SECONDS = 10 * 366 * 86_400
+
 
 class StorageUnavailable(Exception):
     """The database could not be reached or the commit failed; nothing was written."""
@@ -94,9 +99,16 @@ class _Stored:
     tree_size: int
 
 
+@dataclass(slots=True)
+class _Repeat:
+    """A request identical to one made earlier in the same batch: answered as a retry."""
+
+    entry: Entry
+
+
 #: What applying one command gives before commit: a new entry, the stored original of a
-#: retried request, or the rule it broke.
-_Result = Entry | _Stored | RuleViolation
+#: retried request, a repeat of a request earlier in the batch, or the rule it broke.
+_Result = Entry | _Stored | RuleViolation | _Repeat
 
 
 @dataclass(slots=True)
@@ -239,8 +251,14 @@ class Appender:
     ) -> tuple[list[Outcome | LinkedOutcome], merkle.CompactRange]:
         commands = [c for w in batch for c in _singles(w.command)]
         io = await _batch_io(conn, self._postgres)
-        ids = {c.entry_id for c in commands}
-        hold_ids = {c.hold_id for c in commands if isinstance(c, PostHold | VoidHold)}
+        # Malformed ids (a NUL byte, say) would fail the whole batch's query on PostgreSQL;
+        # they cannot name anything stored, and `_build` refuses them item by item.
+        ids = {c.entry_id for c in commands if ENTRY_ID_RE.fullmatch(c.entry_id)}
+        hold_ids = {
+            c.hold_id
+            for c in commands
+            if isinstance(c, PostHold | VoidHold) and ENTRY_ID_RE.fullmatch(c.hold_id)
+        }
         # One round trip (PostgreSQL: one pipeline) takes the head lock and reads what
         # nearly every batch needs: the head, the stored entries its ids name (retries and
         # holds) and the accounts its commands name.
@@ -397,7 +415,7 @@ class Appender:
         fresh = work.new_ids.get(entry_id)
         if fresh is not None:
             differs = command.conflict(fresh)
-            return idempotency_conflict(entry_id, differs) if differs else fresh
+            return idempotency_conflict(entry_id, differs) if differs else _Repeat(fresh)
         try:
             entry = self._build(work, command)
             opens = entry.account is not None and entry.account.id not in work.state.accounts
@@ -457,6 +475,21 @@ class Appender:
         bad = check_entry_id(command.entry_id)
         if bad:
             raise bad
+        if isinstance(command, Transfer | Reverse) and ":" in command.entry_id:
+            # ':' is reserved for ids the ledger derives (`<hold id>:post`, `account:<id>`),
+            # so a caller can never take one of them in advance.
+            raise RuleViolation(
+                "invalid-id", f"id {command.entry_id!r} must not contain ':' (reserved)"
+            )
+        if (
+            isinstance(command, Transfer)
+            and command.expires_in is not None
+            and not (0 < command.expires_in <= MAX_HOLD_SECONDS)
+        ):
+            raise RuleViolation(
+                "invalid-hold",
+                f"hold_expires_in must be between 1 and {MAX_HOLD_SECONDS} seconds",
+            )
         if isinstance(command, Transfer):
             for problem in (
                 check_minutes(command.minutes),
@@ -638,6 +671,8 @@ def _outcome(result: _Result, leaves: dict[int, bytes], tree_size: int) -> Outco
         return Appended(result, leaves[result.index], tree_size, created=True)
     if isinstance(result, _Stored):
         return Appended(result.entry, result.leaf_hash, result.tree_size, created=False)
+    if isinstance(result, _Repeat):
+        return Appended(result.entry, leaves[result.entry.index], tree_size, created=False)
     return result
 
 
@@ -649,7 +684,7 @@ def _command_accounts(commands: Iterable[Single]) -> set[str]:
             ids.add(c.spec.id)
         elif isinstance(c, Transfer):
             ids.update((c.payer, c.payee))
-    return ids
+    return {i for i in ids if ACCOUNT_ID_RE.fullmatch(i)}
 
 
 def _accounts_of(commands: Iterable[Single], state: LedgerState) -> set[str]:
