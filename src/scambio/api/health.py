@@ -17,9 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def _appender_running(ledger: NamedDependency[LedgerService]) -> bool:
-    # The appender has no public state yet (asked for `Appender.running`); its task is it.
-    task = getattr(ledger.appender, "_task", None)
-    return task is not None and not task.done()
+    return ledger.appender.running
 
 
 @get(

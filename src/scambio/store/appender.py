@@ -160,6 +160,11 @@ class Appender:
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """True while the append task is alive (what /health reports)."""
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="scambio-appender")
