@@ -201,6 +201,10 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
     async def open_account(w: World) -> Request:
         return "POST", "/api/v1/accounts", {"id": f"acct-{w.unique()}", "kind": "pool"}
 
+    async def set_limits(_w: World) -> Request:
+        body = {"id": new_uuid(), "min_balance": -700, "max_balance": None, "reason": "carer"}
+        return "POST", f"/api/v1/accounts/{marco.account}/limits", body
+
     async def register(w: World) -> Request:
         body = {"email": f"{w.unique()}@example.org", "password": PASSWORD, "name": "New"}
         return "POST", "/api/v1/members/register", body
@@ -375,6 +379,7 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
             expect(403, paolo=200, manager=200, auditor=200, admin=200),
         ),
         ("open account", open_account, STAFF_ONLY_WRITE),
+        ("set limits", set_limits, STAFF_ONLY_WRITE),
         ("transfer", transfer(marco.account), expect(403, marco=201, manager=201, admin=201)),
         (
             "org transfer",

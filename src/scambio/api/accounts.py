@@ -14,12 +14,14 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from scambio.api.auth import BEARER, READ, WRITE, require_principal
-from scambio.api.decode import InvalidRequest, strict_body
+from scambio.api.decode import InvalidRequest, canonical_uuid, strict_body
 from scambio.api.problems import NotFoundViolation, not_found, problem_spec
 from scambio.api.schemas import (
     AccountIn,
     AccountOpened,
     AccountOut,
+    LimitsChanged,
+    LimitsIn,
     StatementLineOut,
     StatementOut,
 )
@@ -27,7 +29,9 @@ from scambio.ledger.errors import RuleViolation
 from scambio.ledger.rules import check_account_id
 from scambio.store import queries
 from scambio.store.ledger import LedgerService
-from scambio.timebank.authz import may_read_account
+from scambio.timebank import audit
+from scambio.timebank.authz import actor, may_read_account
+from scambio.timebank.context import Timebank
 
 STATEMENT_DEFAULT = 100
 STATEMENT_MAX = 500
@@ -118,6 +122,71 @@ async def get_account(
     )
 
 
+@post(
+    "/accounts/{account_id:str}/limits",
+    operation_id="setAccountLimits",
+    summary="Change an account's limits (a per-member credit limit, say)",
+    description=(
+        "Writes an `account` entry with the new limits, so an offline verifier applies "
+        "them too. Both limits are given; null means unbounded. Refused with "
+        "`invalid-limits` (422) when the account's balances would already break them. The "
+        "reason becomes the entry's memo and goes to the audit log. `id` is a client UUID: "
+        "an identical retry returns 200 and the same body."
+    ),
+    opt={"access": WRITE},
+    security=BEARER,
+    status_code=201,
+    responses=problem_spec(400, 401, 403, 404, 409, 413, 422, 503),
+    tags=["accounts"],
+)
+async def set_limits(
+    request: Request[Any, Any, Any],
+    ledger: NamedDependency[LedgerService],
+    timebank: NamedDependency[Timebank],
+    account_id: FromPath[str],
+    data: JSONBody[LimitsIn],
+) -> Response[LimitsChanged]:
+    body = await strict_body(request, LimitsIn)
+    request_id = canonical_uuid(body.id)
+    outcome = await ledger.set_limits(
+        request_id, _known_shape(account_id), body.min_balance, body.max_balance, body.reason
+    )
+    if isinstance(outcome, RuleViolation):
+        if outcome.code == "unknown-account":
+            raise not_found(outcome)
+        raise outcome
+    spec = outcome.entry.account
+    assert spec is not None
+    if outcome.created:
+        async with timebank.engine.begin() as conn:
+            await audit.record(
+                conn,
+                actor(require_principal(request)),
+                audit.ACCOUNT_LIMITS_CHANGED,
+                "account",
+                spec.id,
+                at=outcome.entry.time,
+                reason=body.reason,
+                details={
+                    "min_balance": spec.min_balance,
+                    "max_balance": spec.max_balance,
+                    "entry": outcome.index,
+                },
+            )
+    return Response(
+        LimitsChanged(
+            id=request_id,
+            account=spec.id,
+            min_balance=spec.min_balance,
+            max_balance=spec.max_balance,
+            index=outcome.index,
+            leaf_hash=outcome.leaf_hash,
+            tree_size=outcome.tree_size,
+        ),
+        status_code=201 if outcome.created else 200,
+    )
+
+
 def _parse_cursor(cursor: str | None) -> int | None:
     if cursor is None or cursor == "":
         return None
@@ -185,4 +254,4 @@ async def get_statement(
     )
 
 
-ROUTES = [open_account, get_account, get_statement]
+ROUTES = [open_account, get_account, set_limits, get_statement]

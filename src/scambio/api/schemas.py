@@ -61,6 +61,28 @@ class AccountIn(Input, frozen=True, kw_only=True):
     max_balance: Limit | msgspec.UnsetType | None = msgspec.UNSET
 
 
+class LimitsIn(Input, frozen=True, kw_only=True):
+    """New limits for an account; both are given (null means unbounded)."""
+
+    id: Uuid
+    min_balance: Limit | None
+    max_balance: Limit | None
+    #: Why: kept as the ledger entry's memo and in the audit log.
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=MEMO_MAX)]
+
+
+class LimitsChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """The account's new limits and the ledger entry that set them."""
+
+    id: str
+    account: str
+    min_balance: int | None
+    max_balance: int | None
+    index: int
+    leaf_hash: B64
+    tree_size: int
+
+
 class TransferIn(Input, frozen=True, kw_only=True):
     id: Uuid
     payer: str

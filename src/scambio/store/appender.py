@@ -68,6 +68,7 @@ from scambio.store.commands import (
     Outcome,
     PostHold,
     Reverse,
+    SetLimits,
     Single,
     Transfer,
     VoidHold,
@@ -480,6 +481,9 @@ class Appender:
         bad = check_entry_id(command.entry_id)
         if bad:
             raise bad
+        if isinstance(command, SetLimits):
+            spec = self._limits_spec(work, command)
+            return make(kind=KIND_ACCOUNT, memo=command.memo, account=spec)
         if isinstance(command, Transfer | Reverse) and ":" in command.entry_id:
             # ':' is reserved for ids the ledger derives (`<hold id>:post`, `account:<id>`),
             # so a caller can never take one of them in advance.
@@ -547,6 +551,30 @@ class Appender:
             memo=command.memo,
             refs={"reverses": command.target},
         )
+
+    @staticmethod
+    def _limits_spec(work: _Batch, command: SetLimits) -> AccountSpec:
+        """The new limits as an account spec; `apply_entry` checks them against balances."""
+        if ":" in command.id:
+            raise RuleViolation("invalid-id", f"id {command.id!r} must not contain ':' (reserved)")
+        if (bad := check_account_id(command.account)) is not None:
+            raise bad
+        current = work.state.accounts.get(command.account)
+        if current is None:
+            raise RuleViolation(
+                "unknown-account",
+                f"account {command.account!r} does not exist",
+                account=command.account,
+            )
+        spec = AccountSpec(
+            id=command.account,
+            kind=current.kind,
+            min_balance=command.min_balance,
+            max_balance=command.max_balance,
+        )
+        if (bad := check_limits_spec(spec)) is not None:
+            raise bad
+        return spec
 
     def _find_hold(self, work: _Batch, hold_id: str) -> int:
         stored = work.stored.get(hold_id)
@@ -687,6 +715,8 @@ def _command_accounts(commands: Iterable[Single]) -> set[str]:
     for c in commands:
         if isinstance(c, OpenAccount):
             ids.add(c.spec.id)
+        elif isinstance(c, SetLimits):
+            ids.add(c.account)
         elif isinstance(c, Transfer):
             ids.update((c.payer, c.payee))
     return {i for i in ids if ACCOUNT_ID_RE.fullmatch(i)}

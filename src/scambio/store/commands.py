@@ -138,7 +138,39 @@ class Reverse:
         return None
 
 
-Single = OpenAccount | Transfer | PostHold | VoidHold | Reverse
+@dataclass(frozen=True, slots=True)
+class SetLimits:
+    """Change an existing account's limits: an `account` entry with the new limits.
+
+    `id` is the caller's request id (a UUID over HTTP); the entry's id is `limits:<id>`,
+    which no caller-chosen transfer id can take (':' is reserved for derived ids).
+    """
+
+    id: str
+    account: str
+    min_balance: int | None
+    max_balance: int | None
+    memo: str = ""
+
+    @property
+    def entry_id(self) -> str:
+        return f"limits:{self.id}"
+
+    def conflict(self, entry: Entry) -> str | None:
+        stored = entry.account
+        if stored is None or entry.kind != KIND_ACCOUNT:
+            return "id"
+        if stored.id != self.account:
+            return "account"
+        for name in ("min_balance", "max_balance"):
+            if getattr(stored, name) != getattr(self, name):
+                return name
+        if entry.memo != self.memo:
+            return "memo"
+        return None
+
+
+Single = OpenAccount | SetLimits | Transfer | PostHold | VoidHold | Reverse
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from scambio.store.commands import (
     Outcome,
     PostHold,
     Reverse,
+    SetLimits,
     Transfer,
     VoidHold,
 )
@@ -93,6 +94,22 @@ class LedgerService:
             max_balance=high if max_balance is _UNSET else max_balance,  # type: ignore[arg-type]
         )
         return await self.appender.submit(OpenAccount(spec))
+
+    async def set_limits(
+        self,
+        request_id: str,
+        account_id: str,
+        min_balance: int | None,
+        max_balance: int | None,
+        memo: str = "",
+    ) -> Outcome:
+        """Change an account's limits (an `account` entry; retried safely by request id).
+
+        Refused with `invalid-limits` when the current balances would break the new limits.
+        """
+        return await self.appender.submit(
+            SetLimits(request_id, account_id, min_balance, max_balance, memo)
+        )
 
     async def transfer(self, command: Transfer) -> Outcome:
         if command.hold and command.expires_in is None and self.settings.default_hold_expiry:

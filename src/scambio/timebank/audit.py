@@ -30,6 +30,7 @@ MEMBER_ROLE_CHANGED: Final = "member.role-changed"
 MEMBER_PROFILE_CHANGED: Final = "member.profile-changed"
 MEMBER_PASSWORD_RESET: Final = "member.password-reset"  # noqa: S105 - an action name
 MEMBER_PASSWORD_CHANGED: Final = "member.password-changed"  # noqa: S105 - an action name
+ACCOUNT_LIMITS_CHANGED: Final = "account.limits-changed"
 ORG_CREATED: Final = "organisation.created"
 ORG_CHANGED: Final = "organisation.changed"
 ORG_ADMIN_ADDED: Final = "organisation.admin-added"
