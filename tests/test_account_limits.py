@@ -155,3 +155,42 @@ async def test_limit_change_errors_over_http(api: Api) -> None:
         "invalid-request",
     )
     assert await api.tree_size() == 1
+
+
+# -- annotation refs (exchange, policy, period...) on transfers and holds -------------------
+
+
+async def test_annotated_transfers_are_retried_and_verified(ledger: LedgerService) -> None:
+    await _open(ledger, "giulia", "marco")
+    refs = {"policy": "acme-childcare", "period": "2026-12"}
+    transfer = Transfer(new_id(), "marco", "giulia", 30, "grant", refs=refs)
+    first = await ledger.transfer(transfer)
+    assert isinstance(first, Appended)
+    assert first.entry.refs == refs
+    again = await ledger.transfer(transfer)
+    assert isinstance(again, Appended) and not again.created
+    clash = await ledger.transfer(
+        Transfer(transfer.id, "marco", "giulia", 30, "grant", refs={"policy": "other"})
+    )
+    assert isinstance(clash, RuleViolation)
+    assert clash.fields["field"] == "refs"
+    report = verify_export(await export_lines(ledger), trusted_vkey=VKEY)
+    assert report.accounts["giulia"].posted == 30
+
+
+@pytest.mark.parametrize(
+    ("refs", "message"),
+    [
+        ({"hold": "3"}, "ref 'hold' is not an annotation"),
+        ({"expires": "2026-12-01T00:00:00.000000Z"}, "ref 'expires' is not an annotation"),
+        ({"exchange": "x" * 257}, "must be a string of at most 256 characters"),
+    ],
+)
+async def test_bad_annotations_are_refused(
+    ledger: LedgerService, refs: dict[str, str], message: str
+) -> None:
+    await _open(ledger, "giulia", "marco")
+    outcome = await ledger.transfer(Transfer(new_id(), "marco", "giulia", 30, refs=refs))
+    assert isinstance(outcome, RuleViolation)
+    assert outcome.code == "invalid-entry"
+    assert message in outcome.detail

@@ -467,6 +467,14 @@ def _transfer_legs() -> tuple[Posting, Posting]:
          "an account entry carries an account and no postings or refs"),
         (lambda g: g.entry("transfer", _transfer_legs(), refs={"hold": 0}),
          "unexpected refs on a transfer: hold"),
+        (lambda g: g.entry("transfer", _transfer_legs(), refs={"reverses": 0, "policy": "p"}),
+         "unexpected refs on a transfer: reverses"),
+        (lambda g: g.entry("transfer", _transfer_legs(), refs={"exchange": 7}),
+         "annotation ref 'exchange' must be a string of at most 256 characters"),
+        (lambda g: g.entry("hold", _transfer_legs(), refs={"exchange": "x" * 257}),
+         "annotation ref 'exchange' must be a string of at most 256 characters"),
+        (lambda g: g.entry("hold", _transfer_legs(), refs={"reason": "voided"}),
+         "unexpected refs on a hold: reason"),
         (lambda g: g.entry("reversal", _transfer_legs()), "reversal lacks refs: reverses"),
         (lambda g: g.entry("reversal", _transfer_legs(), refs={"reverses": "0"}),
          "ref reverses='0' is not an earlier entry"),
@@ -541,3 +549,15 @@ def test_limits_stay_within_the_safe_integer_range(name: str) -> None:
     values = {"min_balance": None, "max_balance": None, name: 2**53 * (-1 if "min" in name else 1)}
     spec = AccountSpec(id="a", kind="member", **values)  # type: ignore[arg-type]
     _violation("invalid-limits", rf"{name} must be within ±\(2\^53 - 1\)", check_limits_spec(spec))
+
+
+def test_transfers_and_holds_carry_annotations_the_rules_ignore(log: Log) -> None:
+    # A policy grant names its policy, version and period; an exchange's hold names the
+    # exchange. The rules carry these strings and apply the entry as a plain one.
+    grant = {"policy": "acme-childcare", "policy_version": "ab" * 32, "period": "2026-12"}
+    log.apply(log.entry("transfer", legs("sponsor", "marco", 240), refs=grant))
+    held = log.apply(
+        log.entry("hold", legs("marco", "giulia", 90), refs={"exchange": "x1", "expires": T2})
+    )
+    assert log.balance("marco") == (240, 90, 0)
+    assert log.state.holds[held.index].expires == T2

@@ -15,7 +15,7 @@ available balance is `posted - debits_pending`; a debit must leave it at or abov
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scambio.ledger.canonical import MAX_SAFE_INTEGER
@@ -320,7 +320,7 @@ def apply_entry(state: LedgerState, entry: Entry) -> None:
     if shape:
         raise shape
     if kind == KIND_TRANSFER:
-        _expect_refs(entry, set())
+        _expect_annotated(entry, set())
         _apply_moving(state, entry)
     elif kind == KIND_REVERSAL:
         _expect_refs(entry, {"reverses"})
@@ -338,6 +338,43 @@ def apply_entry(state: LedgerState, entry: Entry) -> None:
         _apply_hold(state, entry)
     elif kind == KIND_POST:
         _apply_post(state, entry)
+
+
+#: Refs the rules give a meaning to. Any other ref on a transfer or a hold is an
+#: annotation: a string the rules carry but never interpret (which exchange, policy, period
+#: or peer transfer the entry belongs to), so that an export describes itself.
+SEMANTIC_REFS = frozenset({"hold", "reverses", "expires", "reason"})
+#: Longest annotation value, in characters.
+MAX_ANNOTATION = 256
+
+
+def annotations_of(entry: Entry) -> dict[str, str]:
+    """The entry's annotation refs (those the rules do not interpret)."""
+    return {k: v for k, v in entry.refs.items() if k not in SEMANTIC_REFS and isinstance(v, str)}
+
+
+def check_annotations(refs: Mapping[str, object]) -> RuleViolation | None:
+    for key, value in refs.items():
+        if key in SEMANTIC_REFS:
+            return RuleViolation("invalid-entry", f"ref {key!r} is not an annotation")
+        if not isinstance(value, str) or len(value) > MAX_ANNOTATION:
+            return RuleViolation(
+                "invalid-entry",
+                f"annotation ref {key!r} must be a string of at most {MAX_ANNOTATION} characters",
+            )
+    return None
+
+
+def _expect_annotated(entry: Entry, semantic: set[str]) -> None:
+    """Refs of a transfer or hold: the semantic ones named, plus any annotations."""
+    extra = (set(entry.refs) & SEMANTIC_REFS) - semantic
+    if extra:
+        raise RuleViolation(
+            "invalid-entry", f"unexpected refs on a {entry.kind}: {', '.join(sorted(extra))}"
+        )
+    bad = check_annotations({k: v for k, v in entry.refs.items() if k not in semantic})
+    if bad:
+        raise bad
 
 
 def _expect_refs(entry: Entry, allowed: set[str], required: set[str] | None = None) -> None:
@@ -414,7 +451,7 @@ def _hold_legs(entry: Entry) -> tuple[str, str, int]:
 
 
 def _apply_hold(state: LedgerState, entry: Entry) -> None:
-    _expect_refs(entry, {"expires"}, required=set())
+    _expect_annotated(entry, {"expires"})
     expires = entry.refs.get("expires")
     if expires is not None and (not isinstance(expires, str) or not TIME_RE.fullmatch(expires)):
         raise RuleViolation("invalid-entry", "hold expiry is not an RFC 3339 UTC time")

@@ -53,6 +53,7 @@ from scambio.ledger.rules import (
     MovedState,
     apply_entry,
     check_account_id,
+    check_annotations,
     check_entry_id,
     check_limits_spec,
     check_minutes,
@@ -509,7 +510,10 @@ class Appender:
                     raise problem
             if command.payer == command.payee:
                 raise RuleViolation("same-account", "payer and payee must be different accounts")
-            refs: dict[str, str | int] = {}
+            bad = check_annotations(command.refs)
+            if bad:
+                raise bad
+            refs: dict[str, str | int] = dict(command.refs)
             expires = command.expires(self._clock())
             if expires is not None:
                 refs["expires"] = expires

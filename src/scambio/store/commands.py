@@ -7,6 +7,7 @@ finds the original entry, and how to tell whether a stored entry is the same req
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from scambio.ledger.entry import (
     parse_time,
 )
 from scambio.ledger.errors import RuleViolation
+from scambio.ledger.rules import annotations_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,9 @@ class OpenAccount:
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
+    """A transfer, or with `hold` a hold; `refs` are annotations the entry carries (which
+    exchange, policy, period or peer transfer it belongs to: see `rules.SEMANTIC_REFS`)."""
+
     id: str
     payer: str
     payee: str
@@ -52,6 +57,7 @@ class Transfer:
     memo: str = ""
     hold: bool = False
     expires_in: int | None = None
+    refs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def entry_id(self) -> str:
@@ -73,6 +79,8 @@ class Transfer:
             return "memo"
         if self.hold and stored_expires_in(entry) != self.expires_in:
             return "hold_expires_in"
+        if annotations_of(entry) != dict(self.refs):
+            return "refs"
         return None
 
     def expires(self, now: datetime) -> str | None:

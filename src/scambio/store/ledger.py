@@ -7,6 +7,7 @@ It owns the engine, the node key and the appender, and applies defaults from set
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -113,15 +114,7 @@ class LedgerService:
 
     async def transfer(self, command: Transfer) -> Outcome:
         if command.hold and command.expires_in is None and self.settings.default_hold_expiry:
-            command = Transfer(
-                command.id,
-                command.payer,
-                command.payee,
-                command.minutes,
-                command.memo,
-                True,
-                self.settings.default_hold_expiry,
-            )
+            command = dataclasses.replace(command, expires_in=self.settings.default_hold_expiry)
         return await self.appender.submit(command)
 
     async def linked(self, items: list[Transfer]) -> LinkedOutcome:
