@@ -93,6 +93,12 @@ async def test_the_homework_story_over_http(api: Api, clock: Clock) -> None:
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["hold_proof"].startswith("/api/v1/ledger/proof/inclusion?index=")
     assert await balance(api, marco) == (0, -90)
+    # The hold names the exchange and its area (annotations), never its title.
+    hold_index = accepted.json()["hold_index"]
+    [held] = (await api.get("/api/v1/ledger/entries", start=hold_index, limit=1)).json()
+    assert held["entry"]["refs"]["exchange"] == ex["id"]
+    assert held["entry"]["refs"]["area"] == "training_empowerment"
+    assert "Homework" not in json.dumps(held["entry"])
 
     # Giulia marks it done with 75; more than agreed is refused.
     too_many = await api.post(f"/api/v1/exchanges/{ex['id']}/done", {"minutes": 95}, role="giulia")

@@ -359,6 +359,20 @@ def group_memo(group_id: str) -> str:
     return f"group exchange {group_id}"
 
 
+def ledger_refs(
+    exchange_id: str, area: str | None, *, group: bool = False, zone: str | None = None
+) -> dict[str, str]:
+    """The annotation refs of an exchange's ledger entries (see ledger/SPEC.md): which
+    exchange or group they settle and its area and zone, so that an export alone gives
+    hours by area (co-production reports). Nothing personal: ids and codes only."""
+    refs = {"group" if group else "exchange": exchange_id}
+    if area:
+        refs["area"] = area
+    if zone:
+        refs["zone"] = zone
+    return refs
+
+
 _UUID_LEN: Final = 36
 
 

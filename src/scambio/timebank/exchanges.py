@@ -892,6 +892,7 @@ async def _accept(
             rules.memo(ex.id),
             hold=True,
             expires_in=ex.hold_expires_in,
+            refs=rules.ledger_refs(ex.id, ex.area),
         )
     )
     if isinstance(outcome, RuleViolation):
@@ -948,7 +949,14 @@ async def settle_due(tb: Timebank, ex: Exchange) -> Exchange:
             "hold-resolved",
         ):
             outcome = await tb.ledger.transfer(
-                Transfer(rules.settle_id(ex.id), ex.payer, ex.payee, minutes, rules.memo(ex.id))
+                Transfer(
+                    rules.settle_id(ex.id),
+                    ex.payer,
+                    ex.payee,
+                    minutes,
+                    rules.memo(ex.id),
+                    refs=rules.ledger_refs(ex.id, ex.area),
+                )
             )
     if isinstance(outcome, RuleViolation):
         return await _settled(tb, ex, None, f"{outcome.code}: {outcome.detail}"[:500])
@@ -1092,6 +1100,7 @@ async def record(
             proposal.provider,
             proposal.minutes,
             rules.memo(proposal.id, recorded=True),
+            refs=rules.ledger_refs(proposal.id, proposal.area),
         )
     )
     if isinstance(outcome, RuleViolation):
@@ -1493,7 +1502,14 @@ async def settle_group(
     legs = group.transfers
     outcome = await tb.ledger.linked(
         [
-            Transfer(leg.entry_id, leg.payer, leg.payee, leg.minutes, rules.group_memo(group.id))
+            Transfer(
+                leg.entry_id,
+                leg.payer,
+                leg.payee,
+                leg.minutes,
+                rules.group_memo(group.id),
+                refs=rules.ledger_refs(group.id, group.area, group=True, zone=group.zone),
+            )
             for leg in legs
         ]
     )
