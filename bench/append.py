@@ -11,7 +11,8 @@ submitting one transfer at a time and waiting for its answer. "One transfer per 
 batch size 1. `--accounts 4` (or 2-4) is the hot-accounts case: every batch updates the
 same few balance rows.
 
-Printed per run: transfers/s, p50/p99 submit latency, batches committed and mean batch
+Printed per run: transfers/s, p50/p99 submit latency, batches committed (and how many of
+them were built ahead, while the previous batch committed) and mean batch
 size, CPU used by this process and by the whole machine, peak RSS, and RSS growth per
 100k entries (least-squares slope over the second half of the run: flat means ~0).
 """
@@ -56,6 +57,7 @@ class Result:
     rejected: int
     seconds: float
     batches: int
+    built_ahead: int
     latency: Histogram
     cpu_process: float
     cpu_machine: float
@@ -148,6 +150,7 @@ async def run_one(
         budget = [transfers]
         track = RssTrack()
         batches0 = service.appender.batches
+        ahead0 = service.appender.built_ahead
         pg0 = postgres_cpu_seconds(url)
         cpu0, (busy0, total0) = cpu_seconds(), machine_busy()
         t0 = time.perf_counter()
@@ -180,6 +183,7 @@ async def run_one(
             rejected=counts[1],
             seconds=seconds,
             batches=service.appender.batches - batches0,
+            built_ahead=service.appender.built_ahead - ahead0,
             latency=hist,
             cpu_process=(cpu1 - cpu0) / seconds,
             cpu_machine=(busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1),
@@ -192,8 +196,8 @@ async def run_one(
 
 HEADER = (
     "| db | accounts | batch | producers | transfers | rejected | seconds | transfers/s "
-    "| p50 | p99 | batches | mean batch | CPU proc | CPU machine | µs CPU/transfer (app+pg) "
-    "| peak RSS | RSS/100k |"
+    "| p50 | p99 | batches | built ahead | mean batch | CPU proc | CPU machine "
+    "| µs CPU/transfer (app+pg) | peak RSS | RSS/100k |"
 )
 
 
@@ -202,7 +206,7 @@ def row(r: Result) -> str:
     return (
         f"| {r.db} | {r.accounts} | {r.batch_size} | {r.producers} | {r.ok} | {r.rejected} "
         f"| {r.seconds:.1f} | {r.rate:,.0f} | {ms(r.latency.quantile(0.5))} "
-        f"| {ms(r.latency.quantile(0.99))} | {r.batches} | {mean:.1f} "
+        f"| {ms(r.latency.quantile(0.99))} | {r.batches} | {r.built_ahead} | {mean:.1f} "
         f"| {r.cpu_process:.2f} | {r.cpu_machine:.2f} "
         f"| {r.cpu_per_transfer * 1e6:.0f}+{r.pg_cpu_per_transfer * 1e6:.0f} | {mib(r.peak_rss)} "
         f"| {r.rss_growth / 1_048_576:+.2f} MiB |"

@@ -124,6 +124,8 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
             "refused": record.refused,
             "errors": record.errors,
             "batches": service.appender.batches,
+            "built_ahead": service.appender.built_ahead,
+            "rebuilt": service.appender.rebuilt,
         }
 
 

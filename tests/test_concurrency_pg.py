@@ -123,6 +123,10 @@ async def test_two_processes_append_to_one_ledger_without_losing_or_breaking_any
         (min(a["index"] for a in r["acks"]), max(a["index"] for a in r["acks"])) for r in results
     ]
     assert max(lo for lo, _ in spans) < min(hi for _, hi in spans), f"no overlap: {spans}"
+    # Both ways of building a batch ran: ahead of the previous commit, and again under the
+    # lock when the other process had appended in between.
+    assert sum(r["built_ahead"] for r in results) > 0, results[0]["batches"]
+    assert sum(r["rebuilt"] for r in results) > 0
 
     async with service.read() as conn:
         head = await queries.head(conn)

@@ -23,8 +23,9 @@ from typing import Any, Protocol, cast
 
 import psycopg
 from sqlalchemy import Column, select
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from scambio.ledger import merkle
 from scambio.ledger.entry import (
@@ -82,6 +83,10 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
+#: Commands (and entries) between two yields to the event loop while a batch is built:
+#: the batch in flight sends its rows and request handlers run in between.
+_YIELD_EVERY = 64
+
 #: Longest a hold may be set to live: ten years.
 MAX_HOLD_SECONDS = 10 * 366 * 86_400
 
@@ -135,6 +140,49 @@ class _Batch:
 class _Waiting:
     command: Command
     future: asyncio.Future[Outcome | LinkedOutcome]
+    #: Answered and counted off the queue (`task_done`), exactly once.
+    finished: bool = False
+
+
+class _HeadMoved(Exception):
+    """A batch built ahead found another head than the one it was built on."""
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A built batch: its answers, the state it leaves and the rows it writes."""
+
+    batch: list[_Waiting]
+    results: list[_Result | list[_Result]]
+    work: _Batch
+    frontier: merkle.CompactRange
+    #: None when the batch writes nothing (every request refused or a retry).
+    rows: _Rows | None
+    #: The ledger head after this batch.
+    head: tuple[int, bytes]
+    #: Built ahead, without the lock: the head its write must find. None: built under the
+    #: head lock, in `transaction`, still open.
+    expect: tuple[int, bytes] | None
+    leaves: dict[int, bytes]
+    transaction: AsyncTransaction | None = None
+
+    def outcomes(self) -> list[Outcome | LinkedOutcome]:
+        return [_finish(r, self.leaves, self.head[0]) for r in self.results]
+
+    def find(self, entry_id: str) -> _Stored | None:
+        """An entry this batch wrote or read, as a retry would find it once committed."""
+        fresh = self.work.new_ids.get(entry_id)
+        if fresh is not None:
+            return _Stored(fresh, self.leaves[fresh.index], self.head[0])
+        return self.work.stored.get(entry_id)
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A prepared batch whose write and commit are running."""
+
+    prepared: _Prepared
+    task: asyncio.Task[None]
 
 
 class Appender:
@@ -158,7 +206,14 @@ class Appender:
         self._task: asyncio.Task[None] | None = None
         self._frontier = merkle.CompactRange()
         self._postgres = is_postgres(engine)
+        self._arrived = asyncio.Event()
+        self._writer: AsyncConnection | None = None
+        self._reader: AsyncConnection | None = None
+        #: Committed batches; of them, those built ahead of the previous commit; and
+        #: batches built ahead that had to be built again (another process appended).
         self.batches = 0
+        self.built_ahead = 0
+        self.rebuilt = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -196,108 +251,307 @@ class Appender:
             raise RuntimeError("the appender is not running")
         future: asyncio.Future[Outcome | LinkedOutcome] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Waiting(command, future))
+        self._arrived.set()
         # Shield: a caller that gives up must not cancel a batch other callers share.
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
-        # The connection is kept from one batch to the next while work is waiting, which
-        # saves a pool checkout (with its liveness ping) and a reset per batch; it goes back
-        # to the pool when the queue is empty and is discarded after any failure.
-        conn: AsyncConnection | None = None
-        while True:
-            first = await self._queue.get()
-            batch = [first]
-            size = _weight(first.command)
-            while size < self._batch_size and not self._queue.empty():
-                item = self._queue.get_nowait()
-                batch.append(item)
-                size += _weight(item.command)
-            failed = True
-            try:
-                if conn is None:
-                    conn = await self._connect()
-                await self._process(conn, batch)
-                failed = False
-            except asyncio.CancelledError:
-                _fail(batch, StorageUnavailable("the service is shutting down"))
-                raise
-            except (OperationalError, DBAPIError, psycopg.Error, sqlite3.Error, OSError) as exc:
-                log.warning("append batch of %d failed: %s", len(batch), exc)
-                self._frontier = merkle.CompactRange()
-                _fail(batch, StorageUnavailable(f"the database is unavailable: {exc}"))
-            except Exception as exc:
-                log.exception("append batch of %d failed", len(batch))
-                self._frontier = merkle.CompactRange()
-                _fail(batch, exc)
-            finally:
-                # Before task_done: `stop` must find the connection back in the pool.
-                if conn is not None and (failed or self._queue.empty()):
-                    await _release(conn, discard=failed)
-                    conn = None
-                for _ in batch:
-                    self._queue.task_done()
+        """Take batches off the queue and commit them, one in flight while the next builds.
 
-    # -- one batch ---------------------------------------------------------------------
+        Batch n+1 is built (rules, canonical bytes, hashes, rows, signature) on the state
+        batch n will leave while batch n's write and commit run in the database, so that
+        the Python work and the database's work overlap instead of alternating. Batch n+1
+        then reads without the head lock, on a second connection, and its write must find
+        the head batch n left: checked under the lock in the same round trip as the write.
+        Anything else (another process appended, batch n failed) builds it again under the
+        lock, as when nothing is in flight. Callers hear only of committed batches.
+        """
+        flight: _Flight | None = None
+        current: list[_Waiting] = []
+        try:
+            while True:
+                if flight is None:
+                    current = self._take(await self._queue.get())
+                    prepared = await self._guarded(current)
+                elif self._queue.empty():
+                    # Wait for the commit or for new work, whichever comes first: the
+                    # callers just answered usually send more while a batch commits.
+                    if await self._work_arrives(flight.task):
+                        continue
+                    current, landing, flight = flight.prepared.batch, flight, None
+                    await self._land(landing, more=False)
+                    continue
+                else:
+                    current = self._take(self._queue.get_nowait())
+                    ahead = await self._prepare_ahead(flight, current)
+                    landing, flight = flight, None
+                    current = landing.prepared.batch + current
+                    landed = await self._land(landing, more=True)
+                    current = current[len(landing.prepared.batch) :]
+                    if ahead is None or not landed:
+                        prepared = await self._guarded(current)
+                    elif ahead.rows is None:
+                        # Nothing to write: its answers hold now that batch n committed.
+                        await self._answer(ahead, more=False)
+                        continue
+                    else:
+                        prepared = ahead
+                if prepared is not None:
+                    flight = _Flight(prepared, self._start_commit(prepared))
+        except asyncio.CancelledError:
+            if flight is not None:
+                flight.task.cancel()
+                with contextlib.suppress(BaseException):
+                    await flight.task
+                current = current + flight.prepared.batch
+            _fail(current, StorageUnavailable("the service is shutting down"))
+            await self._idle(discard=True)
+            self._done(current)
+            raise
 
-    async def _connect(self) -> AsyncConnection:
-        conn = await self._engine.connect()
-        return await conn.execution_options(**{WRITER: True})
+    async def _work_arrives(self, commit: asyncio.Task[None]) -> bool:
+        """Wait until `commit` ends (False) or a request is queued (True)."""
+        self._arrived.clear()
+        waiter = asyncio.create_task(self._arrived.wait())
+        try:
+            await asyncio.wait({commit, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        return not self._queue.empty()
 
-    async def _process(self, conn: AsyncConnection, batch: Sequence[_Waiting]) -> None:
-        async with conn.begin():
-            outcomes, frontier = await self._build_and_write(conn, batch)
-        # Committed: only now may callers hear of success, and the cache move on.
-        self._frontier = frontier
-        self.batches += 1
-        for waiting, outcome in zip(batch, outcomes, strict=True):
-            if not waiting.future.done():
-                waiting.future.set_result(outcome)
+    def _take(self, first: _Waiting) -> list[_Waiting]:
+        batch = [first]
+        size = _weight(first.command)
+        while size < self._batch_size and not self._queue.empty():
+            item = self._queue.get_nowait()
+            batch.append(item)
+            size += _weight(item.command)
+        return batch
 
-    async def _build_and_write(
-        self, conn: AsyncConnection, batch: Sequence[_Waiting]
-    ) -> tuple[list[Outcome | LinkedOutcome], merkle.CompactRange]:
-        commands = [c for w in batch for c in _singles(w.command)]
-        io = await _batch_io(conn, self._postgres)
-        # Malformed ids (a NUL byte, say) would fail the whole batch's query on PostgreSQL;
-        # they cannot name anything stored, and `_build` refuses them item by item.
-        ids = {c.entry_id for c in commands if ENTRY_ID_RE.fullmatch(c.entry_id)}
-        hold_ids = {
-            c.hold_id
-            for c in commands
-            if isinstance(c, PostHold | VoidHold) and ENTRY_ID_RE.fullmatch(c.hold_id)
-        }
-        # One round trip (PostgreSQL: one pipeline) takes the head lock and reads what
-        # nearly every batch needs: the head, the stored entries its ids name (retries and
-        # holds) and the accounts its commands name.
-        head, stored_rows, account_rows = await io.start(
-            sorted(ids | hold_ids), sorted(_command_accounts(commands))
-        )
-        if head is None:
-            raise LedgerNotInitialised("the ledger has no head row; start the service once")
-        size, root = head
-        frontier = await self._load_frontier(conn, size, root)
-
-        work = await self._load_state(
-            conn, io, commands, size, stored_rows=stored_rows, account_rows=account_rows
-        )
-        results: list[_Result | list[_Result]] = []
+    def _done(self, batch: Sequence[_Waiting]) -> None:
         for waiting in batch:
+            if not waiting.finished:
+                waiting.finished = True
+                self._queue.task_done()
+
+    # -- connections -------------------------------------------------------------------
+
+    async def _writer_conn(self) -> AsyncConnection:
+        if self._writer is None:
+            conn = await self._engine.connect()
+            self._writer = await conn.execution_options(**{WRITER: True})
+        return self._writer
+
+    async def _reader_conn(self) -> AsyncConnection:
+        if self._reader is None:
+            conn = await self._engine.connect()
+            if self._postgres:
+                # Reads ahead need no snapshot across statements (entries never change, and
+                # the write checks the head): autocommit keeps no transaction open.
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._reader = conn
+        return self._reader
+
+    async def _idle(self, *, discard: bool = False) -> None:
+        """Give both connections back to the pool (closed for good after a failure).
+
+        They are kept from one batch to the next while work is waiting, which saves a pool
+        checkout (with its liveness ping) and a reset per batch. Called before the last
+        `task_done`, so that `stop` finds them back in the pool.
+        """
+        for name in ("_writer", "_reader"):
+            conn: AsyncConnection | None = getattr(self, name)
+            if conn is not None:
+                setattr(self, name, None)
+                await _release(conn, discard=discard)
+
+    # -- preparing a batch ---------------------------------------------------------------
+
+    async def _guarded(self, batch: list[_Waiting]) -> _Prepared | None:
+        """Prepare `batch` under the head lock. None when it needs no commit: it wrote
+        nothing and was answered, or it failed and its callers were told."""
+        try:
+            return await self._prepare_locked(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._abandon(batch, exc)
+            return None
+
+    async def _prepare_locked(self, batch: list[_Waiting]) -> _Prepared | None:
+        """Build a batch in a transaction that holds the head lock, left open for its commit."""
+        conn = await self._writer_conn()
+        transaction = await conn.begin()
+        try:
+            commands = [c for w in batch for c in _singles(w.command)]
+            io = await _batch_io(conn, self._postgres)
+            ids = _lookup_ids(commands)
+            # One round trip (PostgreSQL: one pipeline) takes the head lock and reads what
+            # nearly every batch needs: the head, the stored entries its ids name (retries
+            # and holds) and the accounts its commands name.
+            head, stored_rows, account_rows = await io.start(
+                sorted(ids), sorted(_command_accounts(commands))
+            )
+            if head is None:
+                raise LedgerNotInitialised("the ledger has no head row; start the service once")
+            size, root = head
+            frontier = await self._load_frontier(conn, size, root)
+            work = await self._load_state(
+                conn, io, commands, size, stored_rows=stored_rows, account_rows=account_rows
+            )
+            prepared = await self._assemble(batch, work, frontier, head, expect=None)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await transaction.rollback()
+            raise
+        if prepared.rows is not None:
+            prepared.transaction = transaction
+            return prepared
+        await transaction.commit()
+        await self._answer(prepared, more=False)
+        return None
+
+    async def _prepare_ahead(self, flight: _Flight, batch: list[_Waiting]) -> _Prepared | None:
+        """Build `batch` on the state the batch in flight will leave, without the lock.
+
+        None when a read fails: the batch is then built under the lock, after the batch in
+        flight has landed.
+        """
+        base = flight.prepared
+        try:
+            reader = await self._reader_conn()
+            io = await _batch_io(reader, self._postgres)
+            commands = [c for w in batch for c in _singles(w.command)]
+            state = base.work.state
+            unknown_ids = [i for i in sorted(_lookup_ids(commands)) if base.find(i) is None]
+            unknown_accounts = sorted(_command_accounts(commands) - state.accounts.keys())
+            stored_rows, account_rows = await io.read(unknown_ids, unknown_accounts)
+            work = await self._load_state(
+                reader,
+                io,
+                commands,
+                base.head[0],
+                stored_rows=stored_rows,
+                account_rows=account_rows,
+                base=base,
+            )
+            if reader.in_transaction():
+                await reader.rollback()
+            return await self._assemble(batch, work, base.frontier.copy(), base.head, base.head)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("building a batch ahead failed (%s); it is built under the lock", exc)
+            if self._reader is not None:
+                conn, self._reader = self._reader, None
+                await _release(conn, discard=True)
+            return None
+
+    async def _assemble(
+        self,
+        batch: list[_Waiting],
+        work: _Batch,
+        frontier: merkle.CompactRange,
+        head: tuple[int, bytes],
+        expect: tuple[int, bytes] | None,
+    ) -> _Prepared:
+        results: list[_Result | list[_Result]] = []
+        for n, waiting in enumerate(batch, 1):
             command = waiting.command
             if isinstance(command, Linked):
                 results.append(self._apply_linked(work, command))
             else:
                 results.append(self._apply_one(work, command))
+            if n % _YIELD_EVERY == 0:
+                # Let the batch in flight send its rows and the event loop serve requests.
+                await asyncio.sleep(0)
         if not work.new_entries:
-            return [_finish(r, {}, size) for r in results], frontier
-
+            return _Prepared(batch, results, work, frontier, None, head, expect, {})
         new_size = work.next_index
-        rows, leaves = self._rows(work, frontier, new_size)
+        rows, leaves = await self._rows(work, frontier, new_size)
         cp = Checkpoint(self._origin, new_size, frontier.root())
         note = sign_checkpoint(cp, self._signer)
         rows.checkpoint = (new_size, cp.root, note, work.time)
         rows.head = (new_size, cp.root, note)
-        await io.write(rows)
-        return [_finish(r, leaves, new_size) for r in results], frontier
+        return _Prepared(batch, results, work, frontier, rows, (new_size, cp.root), expect, leaves)
+
+    # -- committing and answering --------------------------------------------------------
+
+    def _start_commit(self, prepared: _Prepared) -> asyncio.Task[None]:
+        return asyncio.create_task(self._commit(prepared), name="scambio-appender-commit")
+
+    async def _commit(self, prepared: _Prepared) -> None:
+        assert prepared.rows is not None
+        conn = await self._writer_conn()
+        transaction = prepared.transaction or await conn.begin()
+        try:
+            io = await _batch_io(conn, self._postgres)
+            await io.write(prepared.rows, expect=prepared.expect)
+            await transaction.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await transaction.rollback()
+            raise
+
+    async def _land(self, flight: _Flight, *, more: bool) -> bool:
+        """Wait for the batch in flight and answer its callers. False if it did not commit
+        as built (it is then built again under the lock, or its callers told why)."""
+        prepared = flight.prepared
+        try:
+            await flight.task
+        except asyncio.CancelledError:
+            raise
+        except _HeadMoved:
+            log.info("another process appended under a batch built ahead; building it again")
+            self.rebuilt += 1
+            again = await self._guarded(prepared.batch)
+            if again is not None:
+                await self._land(_Flight(again, self._start_commit(again)), more=more)
+            return False
+        except Exception as exc:
+            await self._abandon(prepared.batch, exc)
+            return False
+        await self._answer(prepared, more=more)
+        return True
+
+    async def _answer(self, prepared: _Prepared, *, more: bool) -> None:
+        """The batch committed (or wrote nothing): only now may its callers hear of it."""
+        self._frontier = prepared.frontier
+        if prepared.rows is not None:
+            self.batches += 1
+            self.built_ahead += prepared.expect is not None
+        if not more and self._queue.empty():
+            await self._idle()
+        for waiting, outcome in zip(prepared.batch, prepared.outcomes(), strict=True):
+            if not waiting.future.done():
+                waiting.future.set_result(outcome)
+        self._done(prepared.batch)
+
+    async def _abandon(self, batch: list[_Waiting], exc: Exception) -> None:
+        """A batch failed and wrote nothing: answer its callers.
+
+        An unreachable database fails the whole batch (503: retry). Any other error is one
+        request's fault or a bug: the batch's requests are then committed one at a time,
+        so that one bad request cannot fail the others with it.
+        """
+        self._frontier = merkle.CompactRange()
+        await self._idle(discard=True)
+        if _transient(exc):
+            log.warning("append batch of %d failed: %s", len(batch), exc)
+            _fail(batch, StorageUnavailable(f"the database is unavailable: {exc}"))
+            self._done(batch)
+            return
+        if len(batch) == 1:
+            log.error("append failed", exc_info=exc)
+            _fail(batch, _refusal(exc))
+            self._done(batch)
+            return
+        log.warning("append batch of %d failed (%s): committing it one request at a time",
+                    len(batch), exc)  # fmt: skip
+        for waiting in batch:
+            alone = await self._guarded([waiting])
+            if alone is not None:
+                await self._land(_Flight(alone, self._start_commit(alone)), more=True)
 
     # -- loading -------------------------------------------------------------------------
 
@@ -326,14 +580,42 @@ class Appender:
         *,
         stored_rows: Iterable[_EntryRow],
         account_rows: Iterable[_AccountRow],
+        base: _Prepared | None = None,
     ) -> _Batch:
+        """The state a batch is checked against: what its commands name, as of `size`.
+
+        With `base` (a batch built ahead of its commit), what `base` read or wrote comes
+        from `base`, the rest from the database: entries never change, and anything the
+        batch in flight does not touch is as the database has it.
+        """
+        prior = base.work.state if base is not None else LedgerState()
         stored: dict[str, _Stored] = {}
+        if base is not None:
+            for entry_id in _lookup_ids(commands):
+                found_entry = base.find(entry_id)
+                if found_entry is not None:
+                    stored[entry_id] = found_entry
         for canonical, leaf_hash, tree_size in stored_rows:
             entry = decode_entry(bytes(canonical))
             stored[entry.id] = _Stored(entry, bytes(leaf_hash), int(tree_size))
         state = LedgerState()
-        targets = {c.target for c in commands if isinstance(c, Reverse) and 0 <= c.target < size}
-        holds = [s.entry for s in stored.values() if s.entry.kind == KIND_HOLD]
+        holds = []
+        for s in stored.values():
+            if s.entry.kind != KIND_HOLD:
+                continue
+            known = prior.holds.get(s.entry.index)
+            if known is not None:
+                state.holds[known.index] = known
+            else:
+                holds.append(s.entry)
+        targets = set()
+        for c in commands:
+            if isinstance(c, Reverse) and 0 <= c.target < size:
+                moved = prior.moved.get(c.target)
+                if moved is not None:
+                    state.moved[c.target] = moved
+                else:
+                    targets.add(c.target)
         # Holds and reversals are rarer than transfers: what they need is read afterwards,
         # through SQLAlchemy, only when the batch has some.
         if holds:
@@ -363,10 +645,17 @@ class Appender:
                     )
         found = list(account_rows)
         loaded = {row[0] for row in found}
-        missing = _accounts_of(commands, state) - loaded
+        needed = _accounts_of(commands, state)
+        for account_id in needed - loaded:
+            account = prior.accounts.get(account_id)
+            if account is not None:
+                state.accounts[account_id] = account
+        missing = needed - loaded - state.accounts.keys()
         if missing:
             found.extend(await io.accounts(sorted(missing)))
         for account_id, kind, low, high, posted, debits, credits in found:
+            if account_id in state.accounts:
+                continue
             state.accounts[account_id] = AccountState(
                 account_id,
                 kind,
@@ -589,7 +878,7 @@ class Appender:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _rows(
+    async def _rows(
         self, work: _Batch, frontier: merkle.CompactRange, new_size: int
     ) -> tuple[_Rows, dict[int, bytes]]:
         """Every row the batch writes, as plain tuples in the tables' column order."""
@@ -600,7 +889,9 @@ class Appender:
         leaves: dict[int, bytes] = {}
         leaf_hash = merkle.leaf_hash
         append = frontier.append
-        for entry, balances in work.new_entries:
+        for n, (entry, balances) in enumerate(work.new_entries, 1):
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             data = encode_entry(entry)
             leaf = leaf_hash(data)
             index = entry.index
@@ -713,6 +1004,39 @@ def _outcome(result: _Result, leaves: dict[int, bytes], tree_size: int) -> Outco
     return result
 
 
+def _lookup_ids(commands: Iterable[Single]) -> set[str]:
+    """Ids of stored entries a batch needs: its own (retries) and the holds it resolves.
+
+    Malformed ids (a NUL byte, say) would fail the whole batch's query on PostgreSQL; they
+    cannot name anything stored, and `_build` refuses them item by item.
+    """
+    ids = {c.entry_id for c in commands}
+    ids.update(c.hold_id for c in commands if isinstance(c, PostHold | VoidHold))
+    return {i for i in ids if ENTRY_ID_RE.fullmatch(i)}
+
+
+def _transient(exc: BaseException) -> bool:
+    """Is this the database being unreachable or busy (retry later), not the request?"""
+    if isinstance(exc, OperationalError | InterfaceError | SATimeoutError | OSError):
+        return True
+    if isinstance(exc, DBAPIError):
+        exc = exc.orig or exc
+    return isinstance(
+        exc,
+        psycopg.OperationalError | psycopg.InterfaceError | sqlite3.OperationalError,
+    )
+
+
+def _refusal(exc: Exception) -> Exception:
+    """What the caller of a request the database refused on its own hears."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, psycopg.DataError | sqlite3.DataError):
+        return RuleViolation(
+            "unstorable", "the database refused a value of this request; nothing was written"
+        )
+    return exc
+
+
 def _command_accounts(commands: Iterable[Single]) -> set[str]:
     """The accounts that commands name themselves (holds and reversals name theirs later)."""
     ids: set[str] = set()
@@ -756,6 +1080,14 @@ _PG_ENTRIES_BY_ID = "SELECT canonical, leaf_hash, tree_size FROM entries WHERE i
 _PG_ACCOUNTS_BY_ID = (
     "SELECT id, kind, min_balance, max_balance, posted, debits_pending, credits_pending "
     "FROM accounts WHERE id = ANY(%s)"
+)
+# A batch built ahead takes the head lock and checks the head in the same pipeline as its
+# write: no row (the head moved) divides by zero, which aborts the pipeline, COMMIT
+# included. The condition is in the WHERE clause so that, should the lock be waited for,
+# PostgreSQL re-checks it against the row as the lock holder left it (READ COMMITTED).
+_PG_EXPECT_HEAD = (
+    "SELECT 1 / count(*) FROM (SELECT 1 FROM ledger_head "
+    "WHERE id = 1 AND size = %s AND root = %b FOR UPDATE) AS head"
 )
 # The writes go in two statements, each a chain of data-modifying CTEs over
 # `unnest(arrays)`: new accounts and postings; then balances, tree nodes, checkpoint, head
@@ -882,13 +1214,19 @@ class _BatchIO(Protocol):
     ) -> tuple[_Head | None, list[_EntryRow], list[_AccountRow]]:
         """Take the head lock; read the head, the entries and the accounts named."""
 
+    async def read(
+        self, entry_ids: list[str], account_ids: list[str]
+    ) -> tuple[list[_EntryRow], list[_AccountRow]]:
+        """Read the entries and accounts named, without the lock (a batch built ahead)."""
+
     async def accounts(self, ids: list[str]) -> list[_AccountRow]:
         """Read more accounts (those of the holds and reversals in the batch)."""
 
-    async def write(self, rows: _Rows) -> None:
+    async def write(self, rows: _Rows, *, expect: _Head | None) -> None:
         """Write the batch, in the order foreign keys and the seal trigger need.
 
-        Nothing else is written in the transaction after this: it may commit.
+        With `expect`, first take the head lock and raise `_HeadMoved` unless the head is
+        `expect`. Nothing else is written in the transaction after this: it may commit.
         """
 
 
@@ -935,33 +1273,64 @@ class _PostgresIO:
             [cast(_AccountRow, tuple(r)) for r in loaded],
         )
 
+    async def read(
+        self, entry_ids: list[str], account_ids: list[str]
+    ) -> tuple[list[_EntryRow], list[_AccountRow]]:
+        if not entry_ids and not account_ids:
+            return [], []
+        conn = self._conn
+        # The reader is in autocommit mode: an explicit transaction, for the custom plans.
+        async with conn.pipeline():
+            entry_cur, account_cur = conn.cursor(), conn.cursor()
+            await conn.execute("BEGIN")
+            await conn.execute(_PG_CUSTOM_PLANS)
+            await entry_cur.execute(_PG_ENTRIES_BY_ID, [entry_ids])
+            await account_cur.execute(_PG_ACCOUNTS_BY_ID, [account_ids])
+            await conn.execute("COMMIT")
+        found = await entry_cur.fetchall()
+        loaded = await account_cur.fetchall()
+        return (
+            [cast(_EntryRow, tuple(r)) for r in found],
+            [cast(_AccountRow, tuple(r)) for r in loaded],
+        )
+
     async def accounts(self, ids: list[str]) -> list[_AccountRow]:
         cur = await self._conn.execute(_PG_ACCOUNTS_BY_ID, [ids])
         return [cast(_AccountRow, tuple(r)) for r in await cur.fetchall()]
 
-    async def write(self, rows: _Rows) -> None:
+    async def write(self, rows: _Rows, *, expect: _Head | None) -> None:
         conn = self._conn
-        async with conn.pipeline():
-            await conn.execute(
-                _PG_WRITE_POSTINGS,
-                [*_arrays(rows.new_accounts, 9), *_arrays(rows.postings, 6)],
-            )
-            await conn.execute(
-                _PG_WRITE_ENTRIES,
-                [
-                    *_arrays(rows.changed_accounts, 7),
-                    *_arrays(rows.nodes, 3),
-                    *rows.checkpoint,
-                    *rows.head,
-                    *_arrays(rows.entries, 10),
-                ],
-            )
-            # COMMIT rides in the same pipeline, sent as a statement rather than through
-            # conn.commit() (which would add a sync of its own): one round trip from the
-            # first row to the durable commit. If any statement fails the server skips the
-            # rest, COMMIT included, and the error surfaces when the pipeline closes.
-            # SQLAlchemy's commit that follows finds no transaction and does nothing.
-            await conn.execute("COMMIT")
+        try:
+            async with conn.pipeline():
+                if expect is not None:
+                    await conn.execute(_PG_CUSTOM_PLANS)
+                    await conn.execute(_PG_EXPECT_HEAD, expect)
+                await self._write(rows)
+        except psycopg.errors.DivisionByZero:
+            raise _HeadMoved from None
+
+    async def _write(self, rows: _Rows) -> None:
+        conn = self._conn
+        await conn.execute(
+            _PG_WRITE_POSTINGS,
+            [*_arrays(rows.new_accounts, 9), *_arrays(rows.postings, 6)],
+        )
+        await conn.execute(
+            _PG_WRITE_ENTRIES,
+            [
+                *_arrays(rows.changed_accounts, 7),
+                *_arrays(rows.nodes, 3),
+                *rows.checkpoint,
+                *rows.head,
+                *_arrays(rows.entries, 10),
+            ],
+        )
+        # COMMIT rides in the same pipeline, sent as a statement rather than through
+        # conn.commit() (which would add a sync of its own): one round trip from the
+        # first row to the durable commit. If any statement fails the server skips the
+        # rest, COMMIT included, and the error surfaces when the pipeline closes.
+        # SQLAlchemy's commit that follows finds no transaction and does nothing.
+        await conn.execute("COMMIT")
 
 
 class _SqliteIO:
@@ -979,6 +1348,12 @@ class _SqliteIO:
         found = await self._select_in(_SQLITE_ENTRIES_BY_ID, entry_ids)
         return head, found, await self.accounts(account_ids)
 
+    async def read(
+        self, entry_ids: list[str], account_ids: list[str]
+    ) -> tuple[list[_EntryRow], list[_AccountRow]]:
+        found = await self._select_in(_SQLITE_ENTRIES_BY_ID, entry_ids)
+        return found, await self.accounts(account_ids)
+
     async def accounts(self, ids: list[str]) -> list[_AccountRow]:
         return await self._select_in(_SQLITE_ACCOUNTS_BY_ID, ids)
 
@@ -991,8 +1366,13 @@ class _SqliteIO:
             found.extend(await self._conn.execute_fetchall(f"{query} ({marks})", chunk))
         return found
 
-    async def write(self, rows: _Rows) -> None:
+    async def write(self, rows: _Rows, *, expect: _Head | None) -> None:
         conn = self._conn
+        if expect is not None:
+            # BEGIN IMMEDIATE (issued when the transaction began) holds the write lock.
+            heads = list(await conn.execute_fetchall(_SQLITE_HEAD))
+            if not heads or (int(heads[0][0]), bytes(heads[0][1])) != expect:
+                raise _HeadMoved
         if rows.new_accounts:
             await conn.executemany(_SQLITE_INSERT_ACCOUNTS, rows.new_accounts)
         if rows.changed_accounts:
