@@ -7,6 +7,11 @@ balances with the pure rules (a rejected command does not fail its batch-mates),
 postings, entries, tree nodes and balances, signs one checkpoint, commits, and only then
 answers the callers. Several processes may append to one PostgreSQL ledger: the head lock
 serialises them, and each re-reads the head inside the lock.
+
+While one batch commits, the next is built ahead on the state the first will leave (its
+reads without the lock, on a second connection); its write then checks, under the lock
+and in the same round trip, that the head is the one it was built on, and is built again
+under the lock if not. See `Appender._run`.
 """
 
 from __future__ import annotations
