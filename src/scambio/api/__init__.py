@@ -17,6 +17,7 @@ from scambio.api import (
     transfers,
 )
 from scambio.api.auth import access_guard
+from scambio.api.ratelimit import WriteRateLimit
 
 API_PREFIX = "/api/v1"
 
@@ -41,4 +42,5 @@ def api_router() -> Router:
             *statement.ROUTES,
         ],
         guards=[access_guard],
+        middleware=[WriteRateLimit()],
     )
