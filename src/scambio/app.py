@@ -164,6 +164,7 @@ def openapi_config() -> OpenAPIConfig:
                 name="exchanges",
                 description="Exchanges, group exchanges, thanks, member statements",
             ),
+            Tag(name="notifications", description="In-app notifications and their settings"),
             Tag(name="service", description="Home page and health"),
         ],
     )

@@ -6,10 +6,12 @@ from litestar import Router
 
 from scambio.api import (
     accounts,
+    email_change,
     exchanges,
     ledger,
     listings,
     matching,
+    notifications,
     orgs,
     people,
     session,
@@ -40,6 +42,8 @@ def api_router() -> Router:
             *matching.ROUTES,
             *exchanges.ROUTES,
             *statement.ROUTES,
+            *notifications.ROUTES,
+            *email_change.ROUTES,
         ],
         guards=[access_guard],
         middleware=[WriteRateLimit()],
