@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from scambio.ledger.errors import RuleViolation
 from scambio.store.notifications_tables import notification_settings, notifications
 from scambio.store.people_tables import members, org_admins, organisations
-from scambio.timebank.db import Clock, stamp
+from scambio.timebank.context import Timebank
+from scambio.timebank.db import Clock, stamp, writing
 from scambio.timebank.outbox import enqueue
 from scambio.timebank.text import invalid
 
@@ -436,14 +437,23 @@ class DigestRun:
     notifications: int
 
 
-async def send_digests(conn: AsyncConnection, clock: Clock, *, limit: int = 500) -> DigestRun:
+async def send_digests(tb: Timebank, *, limit: int = 500) -> DigestRun:
     """Email each member who wants digests one summary of their unread notifications that
     no email has covered yet (neither their own email nor an earlier digest).
 
-    For the scheduled jobs (daily, say): run inside one write transaction, then kick the
-    mailer. A member with digests off, or without an email address, gets none; their
-    notifications stay in the app. Running twice sends nothing new the second time.
+    For the scheduled jobs (daily, say). A member with digests off, or without an email
+    address, gets none; their notifications stay in the app. One transaction: running it
+    again sends nothing new (two workers at once are kept apart by the scheduled jobs'
+    once-per-period record, as for every job).
     """
+    async with writing(tb.engine) as conn:
+        run = await _digests(conn, tb.clock, limit=limit)
+    if run.members:
+        tb.mailer.kick()
+    return run
+
+
+async def _digests(conn: AsyncConnection, clock: Clock, *, limit: int) -> DigestRun:
     settings_row = notification_settings.alias("s")
     watermark = func.coalesce(settings_row.c.digest_up_to, 0)
     due = (
