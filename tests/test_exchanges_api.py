@@ -79,9 +79,7 @@ async def test_the_homework_story_over_http(api: Api, clock: Clock) -> None:
     # receiver) that the exchange comes from.
     unknown = await api.post("/api/v1/exchanges", {**body, "listing_id": "lst-42"}, role="giulia")
     assert assert_problem(unknown, 404, "listing-not-found")["field"] == "listing_id"
-    wrong = await api.post(
-        "/api/v1/exchanges", {**body, "listing_id": brunos["id"]}, role="giulia"
-    )
+    wrong = await api.post("/api/v1/exchanges", {**body, "listing_id": brunos["id"]}, role="giulia")
     assert assert_problem(wrong, 422, "invalid-field")["field"] == "listing_id"
     proposed = await api.post("/api/v1/exchanges", body, role="giulia")
     assert proposed.status_code == 201, proposed.text

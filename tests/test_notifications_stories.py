@@ -54,7 +54,8 @@ async def rows(api: Api, table: Any) -> list[Any]:
 
 
 async def mails(api: Api, prefix: str = "") -> list[tuple[str, str]]:
-    return [(m.kind, m.recipient) for m in await rows(api, outbox) if m.kind.startswith(prefix)]
+    found = sorted(await rows(api, outbox), key=lambda m: m.id)
+    return [(m.kind, m.recipient) for m in found if m.kind.startswith(prefix)]
 
 
 async def act(api: Api, exchange_id: str, action: str, who: str, body: Any = None) -> None:
