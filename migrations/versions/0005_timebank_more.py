@@ -33,8 +33,15 @@ depends_on = None
 
 AUTO_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 FK_NAME = "fk_exchanges_listing_id_listings"
-THANKS_COLUMNS = (
-    "seq, exchange_id, from_account, to_account, author, author_member, message, created_at"
+#: Thanks are set aside and put back, column for column (SQLite only).
+THANKS_ASIDE = (
+    "CREATE TEMPORARY TABLE scambio_thanks_aside AS SELECT seq, exchange_id, from_account, "
+    "to_account, author, author_member, message, created_at FROM exchange_thanks"
+)
+THANKS_BACK = (
+    "INSERT INTO exchange_thanks (seq, exchange_id, from_account, to_account, author, "
+    "author_member, message, created_at) SELECT seq, exchange_id, from_account, to_account, "
+    "author, author_member, message, created_at FROM scambio_thanks_aside"
 )
 
 
@@ -47,18 +54,12 @@ def _sqlite() -> bool:
 
 
 def _set_thanks_aside() -> None:
-    op.execute(
-        "CREATE TEMPORARY TABLE scambio_thanks_aside AS "
-        f"SELECT {THANKS_COLUMNS} FROM exchange_thanks"
-    )
+    op.execute(THANKS_ASIDE)
     op.execute("DELETE FROM exchange_thanks")
 
 
 def _put_thanks_back() -> None:
-    op.execute(
-        f"INSERT INTO exchange_thanks ({THANKS_COLUMNS}) "
-        f"SELECT {THANKS_COLUMNS} FROM scambio_thanks_aside"
-    )
+    op.execute(THANKS_BACK)
     op.execute("DROP TABLE scambio_thanks_aside")
 
 

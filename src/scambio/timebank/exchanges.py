@@ -430,7 +430,8 @@ async def emit(
     for an account (the member, or the organisation's admins) is told, in the app and,
     as their settings say, by email - except the person who made the move (`by`).
     """
-    named = await parties(conn, [ex.provider_account, ex.receiver_account])
+    side = ex.proposer_side if event == "proposed" else None
+    named = await parties(conn, [ex.side_account(side)]) if side else {}
     text = _event_text(event, ex, named)
     if text is None:
         return
