@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import smtplib
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -24,7 +25,6 @@ from pathlib import Path
 import pytest
 
 from scambio.store.db import make_engine
-from scambio.timebank import outbox as outbox_module
 
 from .api_helpers import PASSWORD, Api, running_api
 
@@ -99,15 +99,16 @@ def everything() -> Iterator[Everything]:
 
 @pytest.fixture
 async def api(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
-    monkeypatch.setattr(outbox_module.smtplib, "SMTP", FakeSMTP)
+    monkeypatch.setattr(smtplib, "SMTP", FakeSMTP)  # what `timebank.outbox` calls
     SENT.clear()
-    env = {
-        "SCAMBIO_SMTP_HOST": "127.0.0.1",
-        "SCAMBIO_SMTP_USER": "scambio",
-        "SCAMBIO_SMTP_PASSWORD": "smtp-secret-do-not-log",
-        "SCAMBIO_SMTP_STARTTLS": "false",
-    }
-    async with running_api(db_url, tmp_path, **env) as running:
+    async with running_api(
+        db_url,
+        tmp_path,
+        SCAMBIO_SMTP_HOST="127.0.0.1",
+        SCAMBIO_SMTP_USER="scambio",
+        SCAMBIO_SMTP_PASSWORD="smtp-secret-do-not-log",
+        SCAMBIO_SMTP_STARTTLS="false",
+    ) as running:
         yield running
 
 
