@@ -4,8 +4,10 @@ A community manager registers an organisation (its time account is opened in the
 and appoints its first admin; an org admin may appoint others. Employee links say that a
 worker belongs to an organisation: the organisation's admin proposes, the worker accepts
 (proposed -> active) or declines; the organisation may withdraw a proposal; either side
-ends an active link. At most one open link exists per organisation and worker. Each step
-is audited. Like `people`, this module does not decide who may act: the API does.
+ends an active link. At most one open link exists per organisation and worker. A manager
+suspends an organisation and reactivates it (`set_status`), with a reason. Each step is
+audited, and the people it concerns are notified (`timebank.notifications`). Like
+`people`, this module does not decide who may act: the API does.
 """
 
 from __future__ import annotations
