@@ -268,6 +268,35 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
 
         return make
 
+    # -- notifications, email changes, organisation status ------------------------------
+    async def marcos_notification(w: World) -> Request:
+        await exchange_in(w.api, giulia, marco, "proposed", minutes=2)
+        page = (await w.api.get("/api/v1/notifications", role=MEMBER, limit=1)).json()
+        return "POST", f"/api/v1/notifications/{page['items'][0]['id']}/read", None
+
+    async def email_change(w: World) -> Request:
+        body = {"email": f"{w.unique()}@example.org", "password": PASSWORD}
+        return "POST", "/api/v1/auth/email-change", body
+
+    async def set_offline_email(w: World) -> Request:
+        created = await w.api.post("/api/v1/members", {"name": f"Offline {w.unique()}"})
+        body = {"email": f"{w.unique()}@example.org", "reason": "her daughter's"}
+        return "POST", f"/api/v1/members/{created.json()['id']}/email", body
+
+    async def fresh_org(w: World) -> str:
+        body = {"name": f"Org {w.unique()}", "kind": "nonprofit"}
+        created = await w.api.post("/api/v1/organisations", body, role=MANAGER)
+        return str(created.json()["id"])
+
+    async def suspend_org(w: World) -> Request:
+        return "POST", f"/api/v1/organisations/{await fresh_org(w)}/suspend", {"reason": "r"}
+
+    async def reactivate_org(w: World) -> Request:
+        org_id = await fresh_org(w)
+        await w.api.post(f"/api/v1/organisations/{org_id}/suspend", {"reason": "r"})
+        return "POST", f"/api/v1/organisations/{org_id}/reactivate", {"reason": "r"}
+
+    settings_path = "/api/v1/members/me/notification-settings"
     marco_account = f"/api/v1/accounts/{marco.account}"
     acme_account = f"/api/v1/accounts/{acme['account_id']}"
     return [
@@ -490,6 +519,29 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
             fixed("GET", f"/api/v1/members/{marco.id}/statement.csv"),
             expect(403, marco=200, manager=200, auditor=200, admin=200),
         ),
+        # -- notifications, email changes, organisation status ----------------------------
+        ("notifications", fixed("GET", "/api/v1/notifications?unread=true"), MEMBER_ONLY),
+        (
+            "read notification",
+            marcos_notification,
+            expect(404, marco=200, manager=403, auditor=403, admin=403),
+        ),
+        ("read all notifications", fixed("POST", "/api/v1/notifications/read-all"), MEMBER_ONLY),
+        ("notification settings", fixed("GET", settings_path), MEMBER_ONLY),
+        (
+            "change notification settings",
+            fixed("PUT", settings_path, {"email": {"exchange.done": False}, "digest": False}),
+            MEMBER_ONLY,
+        ),
+        ("email change", email_change, expect(202, manager=403, auditor=403, admin=403)),
+        (
+            "email change confirm",
+            fixed("POST", "/api/v1/auth/email-change/confirm", {"token": "eml_" + "A" * 43}),
+            expect(422, anon=422),
+        ),
+        ("set offline member's email", set_offline_email, STAFF_ONLY_200),
+        ("suspend org", suspend_org, STAFF_ONLY_200),
+        ("reactivate org", reactivate_org, STAFF_ONLY_200),
         # -- sessions (last: they change tokens and passwords) ---------------------------
         ("list tokens", fixed("GET", "/api/v1/auth/tokens"), MEMBER_ONLY),
         (

@@ -65,6 +65,10 @@ returns 200 and the original body; reusing an id for different fields is a 409 n
 the field. Success is reported only after the commit.
 
 **Amounts** are whole minutes, strictly integers: `90.0` and `"90"` are refused.
+
+**Rate limits.** Write requests are limited per token and per client address (settings
+`SCAMBIO_WRITE_RATE`, `SCAMBIO_WRITE_BURST`); beyond them: 429 `too-many-requests` with
+`Retry-After`, and nothing changes.
 """
 
 
@@ -164,6 +168,7 @@ def openapi_config() -> OpenAPIConfig:
                 name="exchanges",
                 description="Exchanges, group exchanges, thanks, member statements",
             ),
+            Tag(name="notifications", description="In-app notifications and their settings"),
             Tag(name="service", description="Home page and health"),
         ],
     )

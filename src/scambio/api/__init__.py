@@ -6,10 +6,12 @@ from litestar import Router
 
 from scambio.api import (
     accounts,
+    email_change,
     exchanges,
     ledger,
     listings,
     matching,
+    notifications,
     orgs,
     people,
     session,
@@ -17,6 +19,7 @@ from scambio.api import (
     transfers,
 )
 from scambio.api.auth import access_guard
+from scambio.api.ratelimit import WriteRateLimit
 
 API_PREFIX = "/api/v1"
 
@@ -39,6 +42,9 @@ def api_router() -> Router:
             *matching.ROUTES,
             *exchanges.ROUTES,
             *statement.ROUTES,
+            *notifications.ROUTES,
+            *email_change.ROUTES,
         ],
         guards=[access_guard],
+        middleware=[WriteRateLimit()],
     )

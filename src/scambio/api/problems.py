@@ -89,6 +89,9 @@ RULE_STATUS: Final[dict[str, tuple[int, str]]] = {
     "listing-not-found": (404, "Listing not found"),
     "already-introduced": (409, "Already introduced"),
     "not-a-request": (422, "Not a request"),
+    # notifications, email changes
+    "notification-not-found": (404, "Notification not found"),
+    "invalid-confirmation-token": (422, "Invalid confirmation code"),
 }
 
 #: Slugs for errors raised by the HTTP layer itself.

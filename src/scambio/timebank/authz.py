@@ -80,6 +80,18 @@ def may_administer(principal: Principal, member: Member) -> None:
         raise forbidden(f"only an admin may act on a member whose role is {member.role}")
 
 
+def may_set_email(principal: Principal, member: Member) -> None:
+    """Set someone's email without their confirmation: a manager for a member who cannot
+    confirm one (registered offline, no password); an admin for anyone. Otherwise a
+    manager could move any account's mail, and with it its password resets, elsewhere."""
+    may_administer(principal, member)
+    if member.has_password and principal.role != ROLE_ADMIN:
+        raise forbidden(
+            "this member can log in and changes their email themselves (with a "
+            "confirmation); only an admin may set it for them"
+        )
+
+
 def may_set_roles(principal: Principal) -> None:
     require_scope(principal, "manage")
     if principal.role != ROLE_ADMIN:

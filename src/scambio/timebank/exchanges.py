@@ -20,8 +20,8 @@ ledger (whose appender owns its own transactions). The pattern:
   because it is idempotent, applying it twice is harmless. The ledger is the truth.
 
 Group exchanges (workshops, urban labs) and the manager's record of an exchange for an
-offline member are here too, as are thanks. Notifications for events that need someone's
-action go through one function, `emit`, so that in-app notifications can hook in later.
+offline member are here too, as are thanks. Every event goes through one function, `emit`,
+which notifies the people concerned in the app and, as their settings say, by email.
 """
 
 from __future__ import annotations
@@ -49,16 +49,17 @@ from scambio.store.exchanges_tables import (
     group_members,
     group_transfers,
 )
-from scambio.store.people_tables import members, org_admins, organisations
+from scambio.store.people_tables import members, organisations
 from scambio.store.tables import entries
 from scambio.store.tokens import Principal
-from scambio.timebank import audit, authz
+from scambio.timebank import audit, authz, listings, notifications
 from scambio.timebank import exchange_rules as rules
 from scambio.timebank.areas import AREA_IDS
 from scambio.timebank.audit import Actor
 from scambio.timebank.context import Timebank
 from scambio.timebank.db import reading, stamp, writing
-from scambio.timebank.outbox import enqueue
+from scambio.timebank.orgs import org_account_id
+from scambio.timebank.people import member_account_id
 from scambio.timebank.text import clean_name, clean_text, invalid
 
 #: The actor the scheduled job appears as in the audit log.
@@ -72,10 +73,6 @@ EXCHANGE_RECORDED: Final = "exchange.recorded"
 EXCHANGE_RESOLVED: Final = "exchange.resolved"
 GROUP_CREATED: Final = "group-exchange.created"
 GROUP_SETTLED: Final = "group-exchange.settled"
-
-#: Events that email the people who must act on them (see `emit`).
-MAIL_EVENTS: Final = frozenset({"proposed", "accepted", "done", "disputed", "recorded"})
-
 
 # -- what the service returns ------------------------------------------------------------------
 
@@ -347,117 +344,119 @@ async def _active_parties(conn: AsyncConnection, named: dict[str, str]) -> dict[
     return found
 
 
-async def _holders(conn: AsyncConnection, account: str) -> list[tuple[str, str]]:
-    """(email, name) of whoever acts for an account: the member, or the org's admins."""
-    rows = await conn.execute(
-        select(members.c.email, members.c.name).where(
-            members.c.account_id == account,
-            members.c.status == "active",
-            members.c.email.is_not(None),
-        )
-    )
-    found = [(row.email, row.name) for row in rows]
-    if found:
-        return found
-    admins = await conn.execute(
-        select(members.c.email, members.c.name)
-        .join(org_admins, org_admins.c.member_id == members.c.id)
-        .join(organisations, organisations.c.id == org_admins.c.org_id)
-        .where(
-            organisations.c.account_id == account,
-            members.c.status == "active",
-            members.c.email.is_not(None),
-        )
-        .order_by(members.c.id)
-    )
-    return [(row.email, row.name) for row in admins]
-
-
-async def _managers(conn: AsyncConnection) -> list[tuple[str, str]]:
-    rows = await conn.execute(
-        select(members.c.email, members.c.name)
-        .where(
-            members.c.role.in_(("manager", "admin")),
-            members.c.status == "active",
-            members.c.email.is_not(None),
-        )
-        .order_by(members.c.id)
-        .limit(50)
-    )
-    return [(row.email, row.name) for row in rows]
-
-
 # -- notifications -----------------------------------------------------------------------------
 
 
-async def emit(conn: AsyncConnection, tb: Timebank, event: str, ex: Exchange) -> None:
-    """Tell people about an exchange event, inside the transaction that caused it.
-
-    The one place exchange events leave this module: today it emails those who must act
-    (a proposal received, an acceptance, a confirmation due, a dispute, an exchange a
-    manager recorded for them); in-app notifications will hook in here.
-    """
-    if event not in MAIL_EVENTS:
-        return
-    counterpart = ex.side_account(rules.counterpart_side(ex.proposer_side))
-    recipients: list[tuple[str, str]]
+def _event_text(event: str, ex: Exchange, named: dict[str, Party]) -> str | None:
+    """The in-app sentence for an exchange event (None: nobody is notified of it)."""
+    title = f"\u201c{notifications.short(ex.title)}\u201d"
     if event == "proposed":
-        recipients = await _holders(conn, counterpart)
-        subject = f"Scambio: a proposal for you: {ex.title}"
-        body = (
-            f"You have a new exchange proposal, {ex.title!r}, for {ex.minutes} minutes. "
-            f"Accept or decline it in Scambio (exchange {ex.id})."
-        )
-    elif event == "accepted":
         side = ex.proposer_side
-        accounts = [ex.side_account(side)] if side else [ex.provider_account]
-        recipients = [r for a in accounts for r in await _holders(conn, a)]
-        subject = f"Scambio: accepted: {ex.title}"
-        body = (
-            f"The exchange {ex.title!r} was accepted; {ex.minutes} minutes are reserved. "
-            f"When it has happened, the provider marks it done (exchange {ex.id})."
+        party = named.get(ex.side_account(side)) if side else None
+        who = party.name if party else "A community manager"
+        return f"{who} proposes {title}, {ex.minutes} minutes: accept or decline it."
+    if event == "accepted":
+        return f"{title} was accepted: {ex.minutes} minutes are reserved until it is done."
+    if event == "done":
+        due = (ex.confirm_due_at or "")[:10]
+        return (
+            f"{title} is reported done, {ex.actual_minutes} minutes: confirm it or open a "
+            f"dispute by {due}, or it is confirmed automatically."
         )
-    elif event == "done":
-        recipients = await _holders(conn, ex.receiver_account)
-        subject = f"Scambio: please confirm: {ex.title}"
-        body = (
+    if event == "confirmed":
+        return f"{title} is confirmed: {ex.final_minutes} minutes moved."
+    if event == "declined":
+        return f"{title} was declined."
+    if event == "cancelled":
+        return f"{title} was cancelled; any reserved minutes are released."
+    if event == "expired":
+        return f"{title} lapsed: it was not marked done in time; the reserved minutes are released."
+    if event == "disputed":
+        return f"{title} is disputed; a community manager will resolve it."
+    if event == "resolved":
+        moved = ex.final_minutes or 0
+        outcome = f"{moved} minutes moved" if moved else "no minutes moved"
+        return f"The dispute about {title} was resolved: {outcome}."
+    if event == "recorded":
+        return f"A community manager recorded {title}, {ex.final_minutes} minutes, for you."
+    return None
+
+
+def _event_mail(event: str, ex: Exchange) -> tuple[str, str]:
+    """(subject, body) of the email for an exchange event."""
+    if event == "proposed":
+        return (
+            f"Scambio: a proposal for you: {ex.title}",
+            f"You have a new exchange proposal, {ex.title!r}, for {ex.minutes} minutes. "
+            f"Accept or decline it in Scambio (exchange {ex.id}).",
+        )
+    if event == "accepted":
+        return (
+            f"Scambio: accepted: {ex.title}",
+            f"The exchange {ex.title!r} was accepted; {ex.minutes} minutes are reserved. "
+            f"When it has happened, the provider marks it done (exchange {ex.id}).",
+        )
+    if event == "done":
+        return (
+            f"Scambio: please confirm: {ex.title}",
             f"The exchange {ex.title!r} is reported done, {ex.actual_minutes} minutes. "
             f"Please confirm it or open a dispute by {ex.confirm_due_at}; after that it is "
-            f"confirmed automatically (exchange {ex.id})."
+            f"confirmed automatically (exchange {ex.id}).",
         )
-    elif event == "disputed":
-        disputer = ex.disputed_by or ""
-        recipients = [
-            r for a in (ex.provider_account, ex.receiver_account) for r in await _holders(conn, a)
-        ]
-        recipients += await _managers(conn)
-        subject = f"Scambio: exchange disputed: {ex.title}"
-        body = (
-            f"The exchange {ex.title!r} was disputed by {disputer}. A community manager "
-            f"will resolve it (exchange {ex.id})."
+    if event == "disputed":
+        return (
+            f"Scambio: exchange disputed: {ex.title}",
+            f"The exchange {ex.title!r} was disputed by {ex.disputed_by or ''}. A community "
+            f"manager will resolve it (exchange {ex.id}).",
         )
-    else:  # recorded
-        recipients = [
-            r for a in (ex.provider_account, ex.receiver_account) for r in await _holders(conn, a)
-        ]
-        subject = f"Scambio: an exchange was recorded for you: {ex.title}"
-        body = (
+    if event == "recorded":
+        return (
+            f"Scambio: an exchange was recorded for you: {ex.title}",
             f"A community manager recorded the exchange {ex.title!r}, {ex.final_minutes} "
-            f"minutes, on your behalf (exchange {ex.id})."
+            f"minutes, on your behalf (exchange {ex.id}).",
         )
-    seen: set[str] = set()
-    for email, name in recipients:
-        if email in seen:
-            continue
-        seen.add(email)
-        await enqueue(
-            conn,
-            tb.clock,
-            kind=f"exchange-{event}",
-            recipient=email,
-            subject=subject,
-            body=f"Hello {name},\n\n{body}",
-        )
+    text = _event_text(event, ex, {}) or ""
+    return f"Scambio: {event}: {ex.title}", f"{text} (exchange {ex.id})"
+
+
+async def emit(
+    conn: AsyncConnection, tb: Timebank, event: str, ex: Exchange, by: Principal | None = None
+) -> None:
+    """Tell people about an exchange event, inside the transaction that caused it.
+
+    The one place exchange events leave this module. A proposal goes to the side that
+    must answer it; a report that it is done, to the receiver who must confirm; every
+    other event to both sides; a dispute also to the community's managers. Whoever acts
+    for an account (the member, or the organisation's admins) is told, in the app and,
+    as their settings say, by email - except the person who made the move (`by`).
+    """
+    side = ex.proposer_side if event == "proposed" else None
+    named = await parties(conn, [ex.side_account(side)]) if side else {}
+    text = _event_text(event, ex, named)
+    if text is None:
+        return
+    if event == "proposed":
+        accounts = [ex.side_account(rules.counterpart_side(ex.proposer_side))]
+    elif event == "done":
+        accounts = [ex.receiver_account]
+    else:
+        accounts = [ex.provider_account, ex.receiver_account]
+    recipients = [r for a in accounts for r in await notifications.account_holders(conn, a)]
+    if event == "disputed":
+        recipients += await notifications.staff(conn)
+    subject, body = _event_mail(event, ex)
+    await notifications.notify(
+        conn,
+        tb.clock,
+        recipients,
+        kind=f"exchange.{event}",
+        text=text,
+        refs=notifications.Refs(exchange=ex.id, listing=ex.listing_id),
+        mail=notifications.Mail(
+            f"exchange-{event}", lambda r: (subject, f"Hello {r.name},\n\n{body}")
+        ),
+        skip=None if by is None else by.member_id,
+    )
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -597,6 +596,35 @@ def clean_proposal(
     )
 
 
+async def _check_listing(conn: AsyncConnection, proposal: Proposal) -> None:
+    """An exchange made from a listing names one that exists, and whose owner is the side
+    it speaks for: an offer's owner provides, a request's owner receives (the manager's
+    queue counts on it to know which requests are being served)."""
+    if proposal.listing_id is None:
+        return
+    listing = await listings.get(conn, proposal.listing_id)
+    if listing is None:
+        raise RuleViolation(
+            "listing-not-found",
+            f"listing {proposal.listing_id!r} does not exist",
+            listing=proposal.listing_id,
+            field="listing_id",
+        )
+    owner = listing.owner
+    account = member_account_id(owner.id) if owner.is_member else org_account_id(owner.id)
+    side, expected = (
+        ("provider", proposal.provider)
+        if listing.kind == listings.OFFER
+        else ("receiver", proposal.receiver)
+    )
+    if account != expected:
+        raise invalid(
+            "listing_id",
+            f"listing {listing.id} is {owner.type} {owner.id}'s {listing.kind}: its owner "
+            f"must be the exchange's {side}",
+        )
+
+
 def _differs(ex: Exchange, proposal: Proposal) -> str | None:
     pairs = (
         ("provider", ex.provider_account, proposal.provider),
@@ -658,6 +686,7 @@ async def propose(tb: Timebank, principal: Principal, proposal: Proposal) -> tup
             await _active_parties(
                 conn, {"provider": proposal.provider, "receiver": proposal.receiver}
             )
+            await _check_listing(conn, proposal)
             await conn.execute(
                 insert(exchanges).values(
                     id=proposal.id,
@@ -680,7 +709,7 @@ async def propose(tb: Timebank, principal: Principal, proposal: Proposal) -> tup
             )
             created = await get(conn, proposal.id)
             assert created is not None
-            await emit(conn, tb, "proposed", created)
+            await emit(conn, tb, "proposed", created, principal)
     except IntegrityError:
         # The same id proposed twice at once: the unique id let one through.
         async with reading(tb.engine) as conn:
@@ -798,7 +827,12 @@ async def act(
         principal is not None and rules.MANAGER in who and not rules.is_party(who)
     )
     moved = await _compare_and_set(
-        tb, ex, values, event=event, audit_as=(principal, action, reason) if audited else None
+        tb,
+        ex,
+        values,
+        event=event,
+        by=principal,
+        audit_as=(principal, action, reason) if audited else None,
     )
     if moved is None:
         return await _lost_race(tb, principal, ex, action, minutes)
@@ -832,6 +866,7 @@ async def _compare_and_set(
     values: dict[str, Any],
     *,
     event: str,
+    by: Principal | None = None,
     audit_as: tuple[Principal | None, str, str | None] | None = None,
 ) -> Exchange | None:
     """Apply `values` if the exchange is still as read; None if it changed meanwhile."""
@@ -867,7 +902,7 @@ async def _compare_and_set(
                     "on_behalf": action != rules.RESOLVE,
                 },
             )
-        await emit(conn, tb, event, moved)
+        await emit(conn, tb, event, moved, by)
     tb.mailer.kick()
     return moved
 
@@ -911,6 +946,7 @@ async def _accept(
         ex,
         values,
         event="accepted",
+        by=principal,
         audit_as=(principal, rules.ACCEPT, None) if audited else None,
     )
     if moved is not None:
@@ -1093,6 +1129,7 @@ async def record(
         if found is not None:
             return found, False
         await _active_parties(conn, {"provider": proposal.provider, "receiver": proposal.receiver})
+        await _check_listing(conn, proposal)
     outcome = await tb.ledger.transfer(
         Transfer(
             rules.entry_id(proposal.id),
@@ -1155,7 +1192,7 @@ async def record(
             )
             created = await get(conn, proposal.id)
             assert created is not None
-            await emit(conn, tb, "recorded", created)
+            await emit(conn, tb, "recorded", created, principal)
     except IntegrityError:
         async with reading(tb.engine) as conn:
             found = await _existing(principal, await get(conn, proposal.id), proposal, True)
