@@ -152,6 +152,9 @@ class AccountOut(msgspec.Struct, frozen=True, kw_only=True):
     available: int
     min_balance: int | None
     max_balance: int | None
+    #: The ledger size these balances are as of (one snapshot): they are the replay of
+    #: entries 0 .. tree_size - 1, checkable against any checkpoint of that size or later.
+    tree_size: int
 
 
 class StatementLineOut(msgspec.Struct, frozen=True, kw_only=True):
