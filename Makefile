@@ -18,6 +18,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/scambio db upgrade
+	$(BIN)/scambio demo seed --if-empty
 	$(BIN)/scambio serve --host $(HOST) --port $(PORT)
 
 lint: install
