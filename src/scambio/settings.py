@@ -67,7 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     password_reset_ttl: int = 3600
     #: Database connections each `serve` process keeps open (PostgreSQL; as many again may
     #: open briefly under bursts). Each request takes one for a few milliseconds at a time.
-    db_pool_size: int = 10
+    db_pool_size: int = 20
 
     @property
     def is_sqlite(self) -> bool:
@@ -152,5 +152,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_window=_int(env, "SCAMBIO_LOGIN_WINDOW", 900, 1, 7 * 24 * 3600),
         member_token_ttl=token_ttl,
         password_reset_ttl=_int(env, "SCAMBIO_PASSWORD_RESET_TTL", 3600, 60, 7 * 24 * 3600),
-        db_pool_size=_int(env, "SCAMBIO_DB_POOL_SIZE", 10, 1, 1000),
+        db_pool_size=_int(env, "SCAMBIO_DB_POOL_SIZE", 20, 1, 1000),
     )
