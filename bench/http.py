@@ -180,8 +180,8 @@ def spawn(env: dict[str, str], workers: int, log: Path) -> Server:
     return Server(process, port, log)
 
 
-def tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-2000:]
+def tail(log: Path, size: int = 2000) -> str:
+    return log.read_text(errors="replace")[-size:]
 
 
 async def start_server(env: dict[str, str], workers: int, log: Path) -> Server:
@@ -300,7 +300,11 @@ class Tally:
 async def timed(client: Any, tally: Tally, step: str, path: str, body: Any, token: str) -> bool:
     payload = _encode(body)
     t0 = time.perf_counter()
-    status, answer = await client.post(path, payload, token)
+    try:
+        status, answer = await client.post(path, payload, token)
+    except Exception as exc:  # a dropped connection is an error to count, not a crash
+        tally.error(step, 0, f"{type(exc).__name__}: {exc}".encode())
+        return False
     tally.hist(step).add(time.perf_counter() - t0)
     if status not in (200, 201):
         tally.error(step, status, answer)
@@ -500,6 +504,13 @@ async def run_workers(args: argparse.Namespace, workers: int) -> list[PhaseResul
                     sys.stdout.flush()
             finally:
                 stop_server(server)
+                if any(r.tally.errors for r in results):
+                    notable = [
+                        line
+                        for line in tail(server.log).splitlines()
+                        if any(w in line for w in ("ERROR", "WARNING", "Traceback", "died"))
+                    ]
+                    print("# server log: " + " | ".join(notable[-8:]))
             exchanged = sum(r.tally.completed for r in results if r.phase == "exchanges")
             print(f"# check (workers={workers}): {await check_database(url, exchanged)}")
             for r in results:
