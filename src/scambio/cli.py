@@ -265,6 +265,58 @@ def member_add(email: str, name: str, role: str, password_stdin: bool, zone: str
     click.echo(f"{created.id}  {created.role:<8} {created.email}  account {created.account_id}")
 
 
+@main.group()
+def demo() -> None:
+    """The demo community (for trying Scambio; never on a real community's database)."""
+
+
+@demo.command("seed")
+@click.option(
+    "--if-empty",
+    is_flag=True,
+    help="Succeed without doing anything when the database is not empty (for `make run`).",
+)
+def demo_seed(if_empty: bool) -> None:
+    """Seed the demo community (Milan's Zones 4 and 6) into an EMPTY database.
+
+    Members, organisations, listings and four months of exchanges, all through the
+    timebank's services and the ledger; prints the demo logins (one shared, demo-only
+    password). A database that already has members, organisations or ledger entries is
+    left alone: an error, or with --if-empty a message.
+    """
+
+    async def go(settings: Settings) -> tuple[Any, Any]:
+        from scambio.store.db import make_engine
+        from scambio.store.keyfile import load_or_create_key
+        from scambio.store.migrate import SchemaError, check_schema
+        from scambio.timebank import demo as community
+        from scambio.timebank.zones import ZonesError
+
+        engine = make_engine(settings.database_url)
+        try:
+            await check_schema(engine)
+            occupancy = await community.occupancy(engine)
+            if not occupancy.empty:
+                return occupancy, None
+            signer = load_or_create_key(settings.key_file, settings.ledger_origin)
+            return occupancy, await community.seed(engine, signer, settings)
+        except (SchemaError, ZonesError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            await engine.dispose()
+
+    from scambio.timebank.demo import describe
+
+    occupancy, report = _run(go)
+    if report is None:
+        if not if_empty:
+            raise click.ClickException(occupancy.describe())
+        click.echo(f"demo seed: {occupancy.describe()}")
+        return
+    for line in describe(report):
+        click.echo(line)
+
+
 @main.command("zones")
 def zones_show() -> None:
     """List the configured zones (SCAMBIO_ZONES_FILE, or Milan's nine Municipi)."""

@@ -75,6 +75,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     write_burst: int = 500
     #: Addresses and networks of reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: tuple[str, ...] = ()
+    #: Database connections each `serve` process keeps open (PostgreSQL; as many again may
+    #: open briefly under bursts). Each request takes one for a few milliseconds at a time.
+    db_pool_size: int = 20
 
     @property
     def is_sqlite(self) -> bool:
@@ -189,4 +192,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         write_rate=_rate(env, "SCAMBIO_WRITE_RATE", 50.0),
         write_burst=_int(env, "SCAMBIO_WRITE_BURST", 500, 1, 10_000_000),
         trusted_proxies=_networks(env, "SCAMBIO_TRUSTED_PROXIES"),
+        db_pool_size=_int(env, "SCAMBIO_DB_POOL_SIZE", 20, 1, 1000),
     )

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any, Final
 
-from sqlalchemy import delete, exists, insert, literal, or_, select, update
+from sqlalchemy import delete, exists, insert, literal, null, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -299,23 +299,31 @@ async def parties(conn: AsyncConnection, account_ids: Iterable[str]) -> dict[str
     found: dict[str, Party] = {}
     if not wanted:
         return found
-    for row in await conn.execute(
-        select(
-            members.c.account_id, members.c.id, members.c.name, members.c.status, members.c.email
-        ).where(members.c.account_id.in_(wanted))
-    ):
-        found[row.account_id] = Party(
-            row.account_id, "member", row.id, row.name, row.status, row.email
+    # One statement for both kinds of holder: every exchange read and move asks.
+    rows = await conn.execute(
+        union_all(
+            select(
+                members.c.account_id,
+                literal("member").label("kind"),
+                members.c.id,
+                members.c.name,
+                members.c.status,
+                members.c.email,
+            ).where(members.c.account_id.in_(wanted)),
+            select(
+                organisations.c.account_id,
+                literal("organisation").label("kind"),
+                organisations.c.id,
+                organisations.c.name,
+                organisations.c.status,
+                null().label("email"),
+            ).where(organisations.c.account_id.in_(wanted)),
         )
-    for org in await conn.execute(
-        select(
-            organisations.c.account_id,
-            organisations.c.id,
-            organisations.c.name,
-            organisations.c.status,
-        ).where(organisations.c.account_id.in_(wanted))
-    ):
-        found[org.account_id] = Party(org.account_id, "organisation", org.id, org.name, org.status)
+    )
+    for row in rows:
+        found[row.account_id] = Party(
+            row.account_id, str(row.kind), row.id, row.name, row.status, row.email
+        )
     return found
 
 
@@ -774,11 +782,20 @@ async def act(
     """Make one move on an exchange, for `principal` (None: the scheduled job)."""
     async with reading(tb.engine) as conn:
         ex = await require_visible(conn, principal, exchange_id)
-    who = who_of(principal, ex)
-    if rules.reached_by(ex.state, action) and rules.may_repeat(action, who):
+        who = who_of(principal, ex)
+        repeat = rules.reached_by(ex.state, action) and rules.may_repeat(action, who)
+        step = None if repeat else rules.step(ex.id, ex.state, action, who)
+        # A move that will hold or post minutes checks the parties in the same read.
+        moves_minutes = step is not None and (
+            step.effect in (rules.HOLD, rules.POST)
+            or (step.effect == rules.POST_OR_VOID and bool(minutes))
+        )
+        frozen = (
+            await authz.suspended_accounts(conn, [ex.payer, ex.payee]) if moves_minutes else set()
+        )
+    if step is None:
         _check_repeat(ex, action, minutes)
         return await settle_due(tb, ex)
-    step = rules.step(ex.id, ex.state, action, who)
     if principal is not None and rules.needs_transfer_scope(action, who):
         authz.require_scope(principal, "transfer")
     now_dt = tb.clock()
@@ -814,13 +831,13 @@ async def act(
             resolution_reason=reason,
         )
     if step.effect == rules.HOLD:
+        authz.refuse_suspended(frozen, [ex.payer, ex.payee])
         return await _accept(tb, principal, ex, values)
     if step.effect == rules.POST or (step.effect == rules.POST_OR_VOID and minutes):
         if step.effect == rules.POST:
             values["final_minutes"] = ex.actual_minutes
         values["ledger_due"] = "post"
-        async with reading(tb.engine) as conn:
-            await authz.check_not_suspended(conn, [ex.payer, ex.payee])
+        authz.refuse_suspended(frozen, [ex.payer, ex.payee])
     elif step.effect in (rules.VOID, rules.POST_OR_VOID):
         values["ledger_due"] = "void"
     audited = action == rules.RESOLVE or (
@@ -872,19 +889,21 @@ async def _compare_and_set(
     """Apply `values` if the exchange is still as read; None if it changed meanwhile."""
     now = stamp(tb.clock)
     async with writing(tb.engine) as conn:
-        result = await conn.execute(
-            update(exchanges)
-            .where(
-                exchanges.c.id == ex.id,
-                exchanges.c.state == ex.state,
-                exchanges.c.version == ex.version,
+        row = (
+            await conn.execute(
+                update(exchanges)
+                .where(
+                    exchanges.c.id == ex.id,
+                    exchanges.c.state == ex.state,
+                    exchanges.c.version == ex.version,
+                )
+                .values(version=ex.version + 1, updated_at=now, **values)
+                .returning(*exchanges.c)
             )
-            .values(version=ex.version + 1, updated_at=now, **values)
-        )
-        if result.rowcount != 1:
+        ).one_or_none()
+        if row is None:
             return None
-        moved = await get(conn, ex.id)
-        assert moved is not None
+        moved = _exchange(row)
         if audit_as is not None:
             principal, action, reason = audit_as
             await audit.record(
@@ -914,10 +933,9 @@ async def _accept(
 
     The hold comes first so that a refusal (the receiver's limit) leaves the exchange
     proposed. If the exchange was declined or cancelled in between, this accept releases
-    the hold it made; if another accept won, both made the same hold (same id).
+    the hold it made; if another accept won, both made the same hold (same id). The
+    caller has checked that neither party is suspended.
     """
-    async with reading(tb.engine) as conn:
-        await authz.check_not_suspended(conn, [ex.payer, ex.payee])
     outcome = await tb.ledger.transfer(
         Transfer(
             ex.entry_id,
@@ -1004,12 +1022,16 @@ async def _settled(tb: Timebank, ex: Exchange, index: int | None, error: str | N
         values: dict[str, Any] = {"ledger_error": error}
         if error is None:
             values.update(ledger_due=None, settle_index=index)
-        await conn.execute(
-            update(exchanges)
-            .where(exchanges.c.id == ex.id, exchanges.c.ledger_due == ex.ledger_due)
-            .values(**values)
-        )
-        settled = await get(conn, ex.id)
+        row = (
+            await conn.execute(
+                update(exchanges)
+                .where(exchanges.c.id == ex.id, exchanges.c.ledger_due == ex.ledger_due)
+                .values(**values)
+                .returning(*exchanges.c)
+            )
+        ).one_or_none()
+        # Not updated: someone else settled it meanwhile; read it as it is.
+        settled = _exchange(row) if row is not None else await get(conn, ex.id)
     assert settled is not None
     return settled
 
