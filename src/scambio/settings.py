@@ -65,6 +65,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     member_token_ttl: int | None = 30 * 24 * 3600
     #: Lifetime of a password-reset token, in seconds.
     password_reset_ttl: int = 3600
+    #: The sponsorship policy files (TOML), applied at start-up and by `scambio policy apply`.
+    policies_dir: Path = Path("policies")
 
     @property
     def is_sqlite(self) -> bool:
@@ -149,4 +151,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_window=_int(env, "SCAMBIO_LOGIN_WINDOW", 900, 1, 7 * 24 * 3600),
         member_token_ttl=token_ttl,
         password_reset_ttl=_int(env, "SCAMBIO_PASSWORD_RESET_TTL", 3600, 60, 7 * 24 * 3600),
+        policies_dir=Path(env.get("SCAMBIO_POLICIES_DIR") or "policies"),
     )
