@@ -69,6 +69,7 @@ from scambio.store.policy_tables import (
     policy_restricted_accounts,
     policy_versions,
 )
+from scambio.timebank.audit import Actor
 from scambio.timebank.context import Timebank
 from scambio.timebank.db import reading, writing
 
@@ -864,7 +865,7 @@ POOL_GRANTED: Final = "policy.pool-grant"
 
 async def grant_from_pool(
     tb: Timebank,
-    actor: Any,
+    actor: Actor,
     policy_id: str,
     *,
     request_id: str,
