@@ -12,6 +12,7 @@ from scambio.api import (
     matching,
     orgs,
     people,
+    policies,
     session,
     statement,
     transfers,
@@ -39,6 +40,7 @@ def api_router() -> Router:
             *matching.ROUTES,
             *exchanges.ROUTES,
             *statement.ROUTES,
+            *policies.ROUTES,
         ],
         guards=[access_guard],
     )
