@@ -478,3 +478,22 @@ async def test_the_service_starts_with_a_bad_file_and_reports_it(
         }
         listed = (await api.get("/api/v1/policies")).json()["items"]
         assert [p["id"] for p in listed] == ["pool"]
+
+
+async def test_a_missing_directory_changes_nothing(db_url: str, tmp_path: Path) -> None:
+    engine = make_engine(db_url, null_pool=True)
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "a.toml").write_text(GOOD)
+    try:
+        await apply_directory(engine, folder, "2026-11-25T09:00:00.000000Z")
+        report = await apply_directory(
+            engine, tmp_path / "elsewhere", "2026-11-26T09:00:00.000000Z"
+        )
+        assert report.files == [] and report.retired == []
+        assert report.warnings == [
+            f"{tmp_path / 'elsewhere'} is not a directory: no policy was applied or retired"
+        ]
+        assert (await stored(engine, "acme-care"))[1] == "active"
+    finally:
+        await engine.dispose()

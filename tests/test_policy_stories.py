@@ -127,6 +127,9 @@ async def test_acme_grants_four_hours_three_spend_on_childcare_the_rest_returns(
     assert await town.balance(restricted_account(acme, staff[0].id)) == 150
     assert await town.balance(staff[0].account) == -30
 
+    # December has not started: nothing is granted for it yet.
+    early = await town.run("acme-care", "2026-12")
+    assert early.skipped is not None and "has not started" in early.skipped
     # Re-running November changes nothing.
     size = await town.size()
     again = await town.run("acme-care", "2026-11")

@@ -439,7 +439,7 @@ def policy_apply() -> None:
             await engine.dispose()
 
     report = _run(go)
-    if not report.files:
+    if not report.files and not report.warnings:
         click.echo(f"no policy files in {_settings().policies_dir}")
     for result in report.files:
         if result.error is None:

@@ -8,7 +8,8 @@ together (`model.check_together`). In one transaction:
 - a bad file changes nothing: whatever version of its policy was in force stays in
   force, and the file's error is recorded (`/health` and the logs report it);
 - a policy whose file is gone is retired: it issues nothing more (its sponsored credit
-  still expires on time);
+  still expires on time); a directory that does not exist changes nothing at all (a
+  wrong setting should not retire every policy), an empty one retires them all;
 - a policy keeps its kind and its sponsor for life: changing either is refused, because
   credit already issued depends on them (give the policy a new id instead).
 
@@ -18,6 +19,7 @@ database failing) nothing is.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,6 +107,14 @@ def read_files(
     return valid, errors
 
 
+def _read_directory(
+    directory: Path, kinds: dict[str, PolicyKind], zones: frozenset[str] | None
+) -> tuple[list[Policy], list[PolicyError]] | None:
+    if not directory.is_dir():
+        return None
+    return read_files(policy_files_in(directory), kinds, zones=zones)
+
+
 async def apply_directory(
     engine: AsyncEngine,
     directory: Path,
@@ -116,7 +126,15 @@ async def apply_directory(
 ) -> ApplyReport:
     """Load every policy file of `directory` into the database (see the module doc)."""
     kinds = load_kinds() if kinds is None else kinds
-    valid, errors = read_files(policy_files_in(directory), kinds, zones=zones)
+    found = await asyncio.to_thread(_read_directory, directory, kinds, zones)
+    if found is None:
+        # More likely a wrong setting than a wish to retire every policy: change nothing.
+        report = ApplyReport(
+            warnings=[f"{directory} is not a directory: no policy was applied or retired"]
+        )
+        log.warning("policy: %s", report.warnings[0])
+        return report
+    valid, errors = found
     for attempt in range(3):
         try:
             async with writing(engine) as conn:

@@ -754,6 +754,13 @@ async def run_period(
             f"period {period.label} has not ended: a {loaded.policy.kind} policy settles a "
             "period once it is over",
         )
+    if loaded.kind.timing == AT_START and moment < period.start:
+        return _skipped(
+            loaded,
+            period,
+            f"period {period.label} has not started: a {loaded.policy.kind} policy issues at "
+            "the start of a period",
+        )
     if loaded.kind.timing == ON_REQUEST:
         return _skipped(loaded, period, "a pool policy issues only what managers grant")
     issue = loaded.status == "active" and loaded.runs_in(period)

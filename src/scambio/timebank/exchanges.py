@@ -10,7 +10,9 @@ ledger (whose appender owns its own transactions). The pattern:
   same act, gets the exchange as it now is.
 - Every ledger entry has an id derived from the exchange id (`xch-<id>`, `:post`,
   `:void`, `.settle`), so a retried or racing ledger call finds the entry already
-  written: the ledger moves minutes once however many callers ask.
+  written: the ledger moves minutes once however many callers ask. A payment that
+  sponsored credit covers in part has further legs (`xch-<id>.1`, ...; see
+  `policy.funding`), written together with the first and resolved with it.
 - Accepting holds first and changes state second, because a hold can be refused (the
   receiver's limit) and then the exchange must stay proposed. If the state changed
   meanwhile to declined or cancelled, the accept voids its own hold.
