@@ -223,6 +223,8 @@ def make_settings(db_url: str, tmp_path: Path, **env: str) -> Settings:
         "SCAMBIO_DATABASE_URL": db_url,
         "SCAMBIO_DATA_DIR": str(tmp_path / "var"),
         "SCAMBIO_LEDGER_ORIGIN": ORIGIN,
+        # No policy files unless a test writes some: the repository's examples stay out.
+        "SCAMBIO_POLICIES_DIR": str(tmp_path / "policies"),
     }
     base.update(env)
     return load_settings(base)

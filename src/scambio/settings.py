@@ -78,6 +78,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Database connections each `serve` process keeps open (PostgreSQL; as many again may
     #: open briefly under bursts). Each request takes one for a few milliseconds at a time.
     db_pool_size: int = 20
+    #: The sponsorship policy files (TOML), applied at start-up and by `scambio policy apply`.
+    policies_dir: Path = Path("policies")
 
     @property
     def is_sqlite(self) -> bool:
@@ -193,4 +195,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         write_burst=_int(env, "SCAMBIO_WRITE_BURST", 500, 1, 10_000_000),
         trusted_proxies=_networks(env, "SCAMBIO_TRUSTED_PROXIES"),
         db_pool_size=_int(env, "SCAMBIO_DB_POOL_SIZE", 20, 1, 1000),
+        policies_dir=Path(env.get("SCAMBIO_POLICIES_DIR") or "policies"),
     )

@@ -10,7 +10,9 @@ ledger (whose appender owns its own transactions). The pattern:
   same act, gets the exchange as it now is.
 - Every ledger entry has an id derived from the exchange id (`xch-<id>`, `:post`,
   `:void`, `.settle`), so a retried or racing ledger call finds the entry already
-  written: the ledger moves minutes once however many callers ask.
+  written: the ledger moves minutes once however many callers ask. A payment that
+  sponsored credit covers in part has further legs (`xch-<id>.1`, ...; see
+  `policy.funding`), written together with the first and resolved with it.
 - Accepting holds first and changes state second, because a hold can be refused (the
   receiver's limit) and then the exchange must stay proposed. If the state changed
   meanwhile to declined or cancelled, the accept voids its own hold.
@@ -27,6 +29,7 @@ which notifies the people concerned in the app and, as their settings say, by em
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -40,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from scambio.ledger.entry import format_time, parse_time
 from scambio.ledger.errors import RuleViolation
 from scambio.ledger.rules import check_account_id
+from scambio.policy import funding
 from scambio.store import queries
 from scambio.store.commands import Appended, Outcome, Transfer
 from scambio.store.exchanges_tables import (
@@ -936,24 +940,11 @@ async def _accept(
     the hold it made; if another accept won, both made the same hold (same id). The
     caller has checked that neither party is suspended.
     """
-    outcome = await tb.ledger.transfer(
-        Transfer(
-            ex.entry_id,
-            ex.payer,
-            ex.payee,
-            ex.minutes,
-            rules.memo(ex.id),
-            hold=True,
-            expires_in=ex.hold_expires_in,
-            refs=rules.ledger_refs(ex.id, ex.area),
-        )
-    )
-    if isinstance(outcome, RuleViolation):
-        raise outcome
+    hold_index = await _hold(tb, ex)
     now_dt = tb.clock()
     policy = rules.policy_from(tb.settings)
     values.update(
-        hold_index=outcome.index,
+        hold_index=hold_index,
         accepted_at=format_time(now_dt),
         done_due_at=format_time(policy.done_due(now_dt)),
     )
@@ -972,7 +963,7 @@ async def _accept(
     async with reading(tb.engine) as conn:
         current = await require_visible(conn, principal, ex.id)
     if current.state in (rules.DECLINED, rules.CANCELLED):
-        await tb.ledger.void(ex.entry_id)
+        await _void_all(tb, ex.entry_id)
         raise rules.invalid_transition(ex.id, current.state, rules.ACCEPT)
     if current.state == rules.ACCEPTED:
         return current
@@ -983,38 +974,211 @@ async def settle_due(tb: Timebank, ex: Exchange) -> Exchange:
     """Apply the ledger effect the exchange's state calls for, if not yet applied.
 
     Idempotent: the entry ids are fixed, so a second call finds the entry the first wrote.
-    A post whose hold has lapsed (expired, or voided by the expiry sweep) pays with a
-    plain transfer `xch-<id>.settle` instead. A refusal is kept in `ledger_error` and
-    retried by the scheduled job; nothing is lost, nothing is paid twice.
+    A payment may have several legs (sponsored credit first, see `policy.funding`): a
+    post pays the final minutes from the legs in order, voiding legs left with nothing;
+    a void releases every leg. A post whose hold has lapsed (expired, or voided by the
+    expiry sweep) pays with a plain transfer `<leg id>.settle` instead (`xch-<id>.settle`
+    for the first leg). A refusal is kept in `ledger_error` and retried by the scheduled
+    job; nothing is lost, nothing is paid twice.
     """
     if ex.ledger_due is None:
         return ex
-    outcome: Outcome
     if ex.ledger_due == "void":
-        outcome = await tb.ledger.void(ex.entry_id)
+        outcome = await _void_all(tb, ex.entry_id)
         if isinstance(outcome, RuleViolation) and outcome.code == "hold-not-found":
             return await _settled(tb, ex, None, None)
-    else:
-        minutes = ex.final_minutes
-        assert minutes is not None
-        outcome = await tb.ledger.post(ex.entry_id, minutes)
-        if isinstance(outcome, RuleViolation) and outcome.code in (
-            "hold-expired",
-            "hold-resolved",
-        ):
-            outcome = await tb.ledger.transfer(
-                Transfer(
-                    rules.settle_id(ex.id),
-                    ex.payer,
-                    ex.payee,
-                    minutes,
-                    rules.memo(ex.id),
-                    refs=rules.ledger_refs(ex.id, ex.area),
-                )
+        if isinstance(outcome, RuleViolation):
+            return await _settled(tb, ex, None, f"{outcome.code}: {outcome.detail}"[:500])
+        return await _settled(tb, ex, outcome.index, None)
+    minutes = ex.final_minutes
+    assert minutes is not None
+    async with tb.ledger.read() as conn:
+        legs = await funding.written_legs(conn, ex.entry_id, "hold")
+    if not legs:  # no hold (never made, or not yet visible): the post says which
+        legs = [
+            funding.Written(
+                ex.entry_id,
+                -1,
+                "hold",
+                ex.payer,
+                ex.payee,
+                ex.minutes,
+                rules.ledger_refs(ex.id, ex.area),
             )
-    if isinstance(outcome, RuleViolation):
-        return await _settled(tb, ex, None, f"{outcome.code}: {outcome.detail}"[:500])
-    return await _settled(tb, ex, outcome.index, None)
+        ]
+    first: int | None = None
+    failure: RuleViolation | None = None
+    for leg, amount in zip(legs, funding.allocate(minutes, [g.minutes for g in legs]), strict=True):
+        if amount == 0:
+            # Nothing left for this leg to pay: release it (lapsed already is as good).
+            released = await tb.ledger.void(leg.id)
+            if isinstance(released, RuleViolation) and released.code not in (
+                "hold-resolved",
+                "hold-not-found",
+            ):
+                failure = failure or released
+            continue
+        result = await _post_leg(tb, ex, leg, amount)
+        if isinstance(result, RuleViolation):
+            failure = failure or result
+        elif first is None:
+            first = result
+    if failure is not None:
+        return await _settled(tb, ex, None, f"{failure.code}: {failure.detail}"[:500])
+    return await _settled(tb, ex, first, None)
+
+
+async def _hold(tb: Timebank, ex: Exchange) -> int:
+    """Hold the payment for an accepted exchange; the index of its first leg.
+
+    The receiver's eligible sponsored credit is held first and their own minutes for the
+    rest, all legs linked. A retry after a crash may plan differently (the first attempt's
+    holds changed what is available): the ledger then refuses the first leg's id as used
+    for something else, and the holds already written are the exchange's. If sponsored
+    credit was spent meanwhile by another payment, the plan is made again.
+    """
+    failure: RuleViolation | None = None
+    for _attempt in range(3):
+        async with reading(tb.engine) as conn:
+            legs = await funding.plan(
+                conn,
+                ex.payer,
+                ex.minutes,
+                area=ex.area,
+                listing_id=ex.listing_id,
+                now=tb.clock(),
+            )
+        holds = [
+            Transfer(
+                funding.leg_id(ex.entry_id, position),
+                leg.payer,
+                ex.payee,
+                leg.minutes,
+                rules.memo(ex.id),
+                hold=True,
+                expires_in=ex.hold_expires_in,
+                refs={**rules.ledger_refs(ex.id, ex.area), **leg.refs},
+            )
+            for position, leg in enumerate(legs)
+        ]
+        index, failure = await _write_legs(tb, holds)
+        if failure is None:
+            assert index is not None
+            return index
+        if failure.code == "idempotency-conflict":
+            async with tb.ledger.read() as conn:
+                written = await funding.written_legs(conn, ex.entry_id, "hold")
+            if _is_payment(written, ex.id, ex.area, ex.payee, ex.minutes) and all(
+                leg.payer == ex.payer or funding.is_restricted(leg.payer) for leg in written
+            ):
+                return written[0].index
+            raise failure
+        if failure.code == "limit-exceeded" and funding.is_restricted(
+            str(failure.fields.get("account", ""))
+        ):
+            continue
+        raise failure
+    assert failure is not None
+    raise failure
+
+
+def _is_payment(
+    written: list[funding.Written], exchange_id: str, area: str | None, payee: str, minutes: int
+) -> bool:
+    """Whether legs found in the ledger are this payment (planned differently, perhaps)."""
+    return (
+        bool(written)
+        and all(
+            leg.payee == payee
+            and leg.refs.get("exchange") == exchange_id
+            and leg.refs.get("area") == area
+            for leg in written
+        )
+        and sum(leg.minutes for leg in written) == minutes
+    )
+
+
+async def _write_legs(
+    tb: Timebank, legs: list[Transfer]
+) -> tuple[int | None, RuleViolation | None]:
+    """Write a payment's legs (one transfer, or several linked); (first index, failure)."""
+    if len(legs) == 1:
+        outcome = await tb.ledger.transfer(legs[0])
+        if isinstance(outcome, RuleViolation):
+            return None, outcome
+        return outcome.index, None
+    linked = await tb.ledger.linked(legs)
+    if linked.ok:
+        first = linked.items[0]
+        assert isinstance(first, Appended)
+        return first.index, None
+    culprit = next(
+        item
+        for item in linked.items
+        if isinstance(item, RuleViolation) and item.code != "linked-failed"
+    )
+    assert isinstance(culprit, RuleViolation)
+    return None, culprit
+
+
+async def _post_leg(
+    tb: Timebank, ex: Exchange, leg: funding.Written, amount: int
+) -> int | RuleViolation:
+    """Post `amount` of one leg's hold, or pay it by transfer if the hold lapsed."""
+    outcome = await tb.ledger.post(leg.id, amount)
+    if not isinstance(outcome, RuleViolation):
+        return outcome.index
+    if outcome.code not in ("hold-expired", "hold-resolved"):
+        return outcome
+    settle = f"{leg.id}.settle"
+    memo = rules.memo(ex.id)
+    paid = await tb.ledger.transfer(
+        Transfer(settle, leg.payer, ex.payee, amount, memo, refs=leg.refs)
+    )
+    if (
+        isinstance(paid, RuleViolation)
+        and paid.code == "limit-exceeded"
+        and funding.is_restricted(leg.payer)
+    ):
+        # The sponsored credit it held has expired since: the member pays this part.
+        paid = await tb.ledger.transfer(
+            Transfer(
+                settle, ex.payer, ex.payee, amount, memo, refs=rules.ledger_refs(ex.id, ex.area)
+            )
+        )
+    if isinstance(paid, RuleViolation) and paid.code == "idempotency-conflict":
+        async with tb.ledger.read() as conn:
+            written = await funding.written_legs(conn, settle, "transfer")
+        if written and written[0].id == settle:
+            return written[0].index
+    if isinstance(paid, RuleViolation):
+        return paid
+    return paid.index
+
+
+async def _void_all(tb: Timebank, base: str) -> Outcome:
+    """Release every leg of a payment's hold; the outcome for the first leg.
+
+    Later legs are voided before the first, so that while the first is open the others
+    may be, and once it is resolved they are too (what `_orphan_holds` relies on).
+    """
+    async with tb.ledger.read() as conn:
+        legs = await funding.written_legs(conn, base, "hold")
+    errors: list[RuleViolation] = []
+    for leg in reversed([leg for leg in legs if leg.id != base]):
+        outcome = await tb.ledger.void(leg.id)
+        if isinstance(outcome, RuleViolation) and outcome.code != "hold-resolved":
+            errors.append(outcome)
+    first = await tb.ledger.void(base)
+    if not legs and isinstance(first, Appended) and first.created:
+        # The holds appeared after they were read (an accept racing this void).
+        async with tb.ledger.read() as conn:
+            late = await funding.written_legs(conn, base, "hold")
+        for leg in reversed([leg for leg in late if leg.id != base]):
+            await tb.ledger.void(leg.id)
+    if errors and not isinstance(first, RuleViolation):
+        return errors[0]
+    return first
 
 
 async def _settled(tb: Timebank, ex: Exchange, index: int | None, error: str | None) -> Exchange:
@@ -1094,7 +1258,7 @@ async def auto_confirm_due(tb: Timebank, *, limit: int = 500) -> Sweep:
     await asyncio.gather(*(run(i, "settle", sweep.settled) for i in to_settle))
     for exchange_id, outcome in zip(
         orphans,
-        await asyncio.gather(*(tb.ledger.void(rules.entry_id(i)) for i in orphans)),
+        await asyncio.gather(*(_void_all(tb, rules.entry_id(i)) for i in orphans)),
         strict=True,
     ):
         if isinstance(outcome, RuleViolation):
@@ -1152,18 +1316,7 @@ async def record(
             return found, False
         await _active_parties(conn, {"provider": proposal.provider, "receiver": proposal.receiver})
         await _check_listing(conn, proposal)
-    outcome = await tb.ledger.transfer(
-        Transfer(
-            rules.entry_id(proposal.id),
-            proposal.receiver,
-            proposal.provider,
-            proposal.minutes,
-            rules.memo(proposal.id, recorded=True),
-            refs=rules.ledger_refs(proposal.id, proposal.area),
-        )
-    )
-    if isinstance(outcome, RuleViolation):
-        raise outcome
+    settle_index = await _record_payment(tb, proposal)
     now = stamp(tb.clock)
     label = _label(principal)[:300]
     policy = rules.policy_from(tb.settings)
@@ -1187,7 +1340,7 @@ async def record(
                     actual_minutes=proposal.minutes,
                     final_minutes=proposal.minutes,
                     hold_expires_in=policy.hold_seconds,
-                    settle_index=outcome.index,
+                    settle_index=settle_index,
                     recorded_by=label,
                     recorded_reason=reason,
                     created_at=now,
@@ -1209,7 +1362,7 @@ async def record(
                     "provider": proposal.provider,
                     "receiver": proposal.receiver,
                     "minutes": proposal.minutes,
-                    "ledger_index": outcome.index,
+                    "ledger_index": settle_index,
                 },
             )
             created = await get(conn, proposal.id)
@@ -1223,6 +1376,57 @@ async def record(
         return found, False
     tb.mailer.kick()
     return created, True
+
+
+async def _record_payment(tb: Timebank, proposal: Proposal) -> int:
+    """Pay a recorded exchange at once, as an accepted one would be held: the receiver's
+    eligible sponsored credit first, their own minutes for the rest (linked transfers
+    `xch-<id>`, `xch-<id>.1`...); the index of the first."""
+    base = rules.entry_id(proposal.id)
+    failure: RuleViolation | None = None
+    for _attempt in range(3):
+        async with reading(tb.engine) as conn:
+            legs = await funding.plan(
+                conn,
+                proposal.receiver,
+                proposal.minutes,
+                area=proposal.area,
+                listing_id=proposal.listing_id,
+                now=tb.clock(),
+            )
+        transfers = [
+            Transfer(
+                funding.leg_id(base, position),
+                leg.payer,
+                proposal.provider,
+                leg.minutes,
+                rules.memo(proposal.id, recorded=True),
+                refs={**rules.ledger_refs(proposal.id, proposal.area), **leg.refs},
+            )
+            for position, leg in enumerate(legs)
+        ]
+        index, failure = await _write_legs(tb, transfers)
+        if failure is None:
+            assert index is not None
+            return index
+        if failure.code == "idempotency-conflict":
+            async with tb.ledger.read() as conn:
+                written = await funding.written_legs(conn, base, "transfer")
+            if _is_payment(
+                written, proposal.id, proposal.area, proposal.provider, proposal.minutes
+            ) and all(
+                leg.payer == proposal.receiver or funding.is_restricted(leg.payer)
+                for leg in written
+            ):
+                return written[0].index
+            raise failure
+        if failure.code == "limit-exceeded" and funding.is_restricted(
+            str(failure.fields.get("account", ""))
+        ):
+            continue
+        raise failure
+    assert failure is not None
+    raise failure
 
 
 # -- thanks ------------------------------------------------------------------------------------
@@ -1559,6 +1763,10 @@ async def settle_group(
     if group.state == "settled":  # pragma: no cover - settled by a concurrent request
         return group
     legs = group.transfers
+    async with tb.ledger.read() as conn:
+        spends = await funding.spend_refs(
+            conn, [leg.payer for leg in legs if funding.is_restricted(leg.payer)], tb.clock()
+        )
     outcome = await tb.ledger.linked(
         [
             Transfer(
@@ -1567,7 +1775,10 @@ async def settle_group(
                 leg.payee,
                 leg.minutes,
                 rules.group_memo(group.id),
-                refs=rules.ledger_refs(group.id, group.area, group=True, zone=group.zone),
+                refs={
+                    **rules.ledger_refs(group.id, group.area, group=True, zone=group.zone),
+                    **spends.get(leg.payer, {}),
+                },
             )
             for leg in legs
         ]
@@ -1575,6 +1786,11 @@ async def settle_group(
     if outcome.ok:
         indexes = [item.index for item in outcome.items if isinstance(item, Appended)]
         return await _finish_settling(tb, principal, group, indexes)
+    committed = await _committed(tb, [leg.entry_id for leg in legs])
+    if committed is not None:
+        # An earlier or concurrent settlement of this plan committed (perhaps in another
+        # period, so that a sponsored leg's annotations now differ): it stands.
+        return await _finish_settling(tb, principal, group, committed)
     await _abandon_settling(tb, group, outcome.items)
     position = next(
         i
@@ -1588,6 +1804,8 @@ async def settle_group(
         named = await parties(conn, [leg.payer])
     payer = named.get(leg.payer)
     who = f"{payer.name} ({leg.payer})" if payer else f"the pool {leg.payer}"
+    if funding.is_restricted(leg.payer):
+        who = f"the sponsored credit {leg.payer} of {leg.participant}"
     extra = {k: v for k, v in failure.fields.items() if k in ("available", "shortfall")}
     raise RuleViolation(
         "group-settlement-failed",
@@ -1611,7 +1829,12 @@ async def _start_settling(
     present = [(a, paid) for a, paid in present if a not in set(absent)]
     if not present:
         raise RuleViolation("invalid-group", "nobody took part: nothing to settle")
-    legs = rules.plan_group(group.minutes, group.facilitators, present, group.pool_account)
+    legs = await _fund_group(
+        tb,
+        rules.plan_group(group.minutes, group.facilitators, present, group.pool_account),
+        group.area,
+        group.zone,
+    )
     async with reading(tb.engine) as conn:
         await authz.check_not_suspended(
             conn, sorted({a for leg in legs for a in (leg.payer, leg.payee)})
@@ -1668,6 +1891,43 @@ async def _start_settling(
             "invalid-transition", f"group exchange {group.id} changed meanwhile; try again"
         )
     return current
+
+
+async def _fund_group(
+    tb: Timebank, legs: list[rules.Leg], area: str | None, zone: str | None
+) -> list[rules.Leg]:
+    """Participants who pay for themselves pay with their eligible sponsored credit first
+    (split into legs with the restricted account as payer, the participant unchanged)."""
+    now = tb.clock()
+    funded: list[rules.Leg] = []
+    left: dict[str, int] = {}
+    async with reading(tb.engine) as conn:
+        for leg in legs:
+            if leg.participant is None or leg.payer != leg.participant:
+                funded.append(leg)
+                continue
+            available = [
+                dataclasses.replace(credit, available=left.get(credit.account, credit.available))
+                for credit in await funding.credits(conn, leg.payer, now)
+            ]
+            for part in funding.split(leg.minutes, leg.payer, available, area, zone):
+                if part.sponsored:
+                    had = next(c.available for c in available if c.account == part.payer)
+                    left[part.payer] = had - part.minutes
+                funded.append(rules.Leg(part.payer, leg.payee, part.minutes, leg.participant))
+    return funded
+
+
+async def _committed(tb: Timebank, entry_ids: list[str]) -> list[int] | None:
+    """The indexes of these entries if every one is in the ledger, else None."""
+    async with tb.ledger.read() as conn:
+        rows = await conn.execute(
+            select(entries.c.id, entries.c.idx).where(entries.c.id.in_(entry_ids))
+        )
+        found = {row.id: int(row.idx) for row in rows}
+    if len(found) != len(set(entry_ids)):
+        return None
+    return [found[i] for i in entry_ids]
 
 
 async def _finish_settling(
