@@ -9,8 +9,12 @@ them), and a few months of exchanges in every state the workflow has.
 Everything happens through the services people use, never by inserting rows: members
 register and a manager approves them, organisation admins propose employee links and the
 workers accept, exchanges are proposed, accepted, done, confirmed, disputed and resolved,
-and the nightly jobs (hold expiry, auto-confirmation, listing expiry and reminders) run
-every simulated night. People act through `Principal`s the real way: the seed issues each
+and the nightly jobs (hold expiry, auto-confirmation, listing expiry and reminders, the
+sponsorship policies) run every simulated night. The example policies in `policies/` name
+the three companies by the fixed ids the seed gives them: Lorenteggio Digitale's admin
+enrols its staff in its childcare grant, and two of them pay a babysitter partly with it;
+Corvetto Logistica matches its staff's volunteering; Officine Calvairate donates the
+hours its staff give on company time. People act through `Principal`s the real way: the seed issues each
 acting member a token named "demo seed", authenticates it as the API would, and revokes
 it at the end.
 
@@ -41,7 +45,12 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from scambio.ledger.entry import format_time
+from scambio.ledger.errors import RuleViolation
 from scambio.ledger.note import Signer
+from scambio.policy import runner as policy_runner
+from scambio.policy import views as policy_views
+from scambio.policy.loader import apply_directory
 from scambio.settings import Settings
 from scambio.store.commands import Transfer
 from scambio.store.exchanges_tables import exchange_thanks, exchanges, group_exchanges
@@ -61,7 +70,7 @@ from scambio.timebank import demo_data as data
 from scambio.timebank import exchange_rules as rules
 from scambio.timebank import exchanges as xch
 from scambio.timebank import listings as board
-from scambio.timebank.areas import HEALTH_WELLBEING, HOUSING, TRAINING_EMPOWERMENT
+from scambio.timebank.areas import CHILDCARE, HEALTH_WELLBEING, HOUSING, TRAINING_EMPOWERMENT
 from scambio.timebank.audit import Actor
 from scambio.timebank.context import Timebank
 from scambio.timebank.db import reading, stamp, writing
@@ -85,6 +94,17 @@ DRAWN_MEMBERS: Final = 29
 TOKEN_NAME: Final = "demo seed"  # noqa: S105 - a token's label
 SEED_ACTOR: Final = Actor("cli (scambio demo seed)")
 POOL: Final = xch.DEFAULT_POOL
+#: Fixed organisation ids: the example sponsorship policies in `policies/` name the three
+#: companies by these (a policy names its sponsor by id).
+DEMO_ORG_IDS: Final = {
+    "lorenteggio-digitale": "a1b2c3d4e5f60001",
+    "officine-calvairate": "a1b2c3d4e5f60002",
+    "corvetto-logistica": "a1b2c3d4e5f60003",
+    "genitori-giambellino": "a1b2c3d4e5f60004",
+    "cooperativa-il-ponte": "a1b2c3d4e5f60005",
+}
+#: The example grant policy the demo enrols Lorenteggio Digitale's employees in.
+DEMO_GRANT: Final = "lorenteggio-care-grant"
 
 
 class SeedClock:
@@ -495,6 +515,8 @@ def plan(rng: random.Random) -> Plan:
         person.joins = person.approved = t(0, 9, minute)
         p.at(person.joins, "create_staff", person)
     p.at(t(0, 9, 10), "open_pool")
+    # The example sponsorship policies (policies/) come into force with the community.
+    p.at(t(0, 9, 15), "apply_policies")
 
     # The first week: the organisations' admins and the key members register.
     registrations = {
@@ -554,6 +576,9 @@ def plan(rng: random.Random) -> Plan:
             proposed = t(int(max(org.created, worker.approved)) + 1, 12)
             p.at(proposed, "propose_link", org, worker, title)
             p.at(proposed + 0.3, "accept_link", org, worker)
+            if org.text.key == "lorenteggio-digitale":
+                # Its admin enrols its staff in its childcare and elder-care grant.
+                p.at(proposed + 0.35, "enrol", org, worker)
     newcomer = next(m for m in members_drawn if m.approved is not None and m.approved > 30)
     newcomer.note = "has an employee link from Lorenteggio Digitale to accept"
     p.at(t(117, 12), "propose_link", lorenteggio, newcomer, "Tirocinante")
@@ -622,6 +647,33 @@ def plan(rng: random.Random) -> Plan:
     p.run_story(latest, propose=t(112, 20), accept=t(113, 8, 30), done=t(117, 18, 45))
     marco.note = "has an exchange marked done to confirm"
     giulia.note = "offers homework help; an exchange awaits Marco's confirmation"
+
+    # -- sponsored care: an employee of Lorenteggio Digitale pays a babysitter partly with
+    # the hours her employer's grant gives her (four a month, childcare and elder care).
+    sitters = [
+        x
+        for posts in member_posts.values()
+        for x in posts
+        if x.text.kind == "offer"
+        and x.text.area == CHILDCARE
+        and isinstance(x.owner, Person)
+        and not x.owner.note
+    ]
+    parents = [w for w, _title in lorenteggio.employees if not w.note]
+    if sitters and parents:
+        for day, parent in zip((62, 88), parents[-2:], strict=False):
+            sitter = sitters[day % len(sitters)]
+            if sitter.owner is parent:
+                continue
+            care = p.story(sitter.owner, parent, 180, post=sitter)
+            p.run_story(
+                care,
+                propose=t(day, 19),
+                accept=t(day, 21),
+                done=t(day + 2, 23),
+                confirm=t(day + 3, 8),
+                thanks=("Grazie, i bambini ti adorano!", None),
+            )
 
     # -- the organisations ------------------------------------------------------------------
     for org, day, minutes in ((officine, 31, 300), (corvetto, 36, 240)):
@@ -1087,6 +1139,26 @@ class Seeder:
     async def _open_pool(self) -> None:
         require(await self.tb.ledger.open_account(POOL, "pool"))
 
+    async def _apply_policies(self) -> None:
+        """The installation's policy files, as `serve` applies them at start-up (none
+        when the directory is missing, as in a test's working directory)."""
+        await apply_directory(
+            self.tb.engine,
+            self.tb.settings.policies_dir,
+            format_time(self.clock()),
+            zones=self.tb.zones.ids,
+        )
+
+    async def _enrol(self, org: Org, worker: Person) -> None:
+        assert worker.member_id is not None
+        admin = await self.principal(org.admin)
+        authz.may_manage_org(admin, DEMO_ORG_IDS[org.text.key])
+        try:
+            await policy_views.enrol(self.tb, authz.actor(admin), DEMO_GRANT, worker.member_id)
+        except RuleViolation as exc:
+            if exc.code != "policy-not-found":  # no policies directory: nothing to enrol in
+                raise
+
     async def _register(self, person: Person) -> None:
         assert person.email is not None
         registered = await people.register(
@@ -1127,6 +1199,7 @@ class Seeder:
         created = await orgs.create(
             self.tb,
             authz.actor(manager),
+            org_id=DEMO_ORG_IDS[org.text.key],
             name=org.name,
             kind=orgs.check_kind(org.text.kind),
             zone=org.zone,
@@ -1341,6 +1414,8 @@ class Seeder:
         assert not sweep.skipped, f"demo: the nightly sweep skipped {sweep.skipped}"
         await board.expire_listings(self.tb)
         await board.send_expiry_reminders(self.tb)
+        ran = await policy_runner.run_due(self.tb, self.clock())
+        assert not ran.errors, f"demo: a policy run failed: {ran.errors}"
         self.tb.mailer.kick()
 
     async def _deliver(self) -> None:

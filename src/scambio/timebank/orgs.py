@@ -12,6 +12,7 @@ audited, and the people it concerns are notified (`timebank.notifications`). Lik
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Final
@@ -34,6 +35,8 @@ from scambio.timebank.context import Timebank
 from scambio.timebank.db import reading, stamp, writing
 from scambio.timebank.text import invalid
 
+#: What `secrets.token_hex(8)` makes: an organisation's id.
+ORG_ID_RE: Final = re.compile(r"[0-9a-f]{16}")
 DESCRIPTION_MAX: Final = 4000
 TITLE_MAX: Final = 200
 
@@ -209,9 +212,17 @@ async def create(
     description: str,
     admin_member_id: str | None = None,
     limits: dict[str, int | None] | None = None,
+    org_id: str | None = None,
 ) -> Organisation:
-    """Register an organisation, open its time account, and appoint its first admin."""
-    org_id = secrets.token_hex(8)
+    """Register an organisation, open its time account, and appoint its first admin.
+
+    `org_id` (16 hex digits) is for installations that name organisations in files ahead
+    of creating them, such as the demo's sponsorship policies; otherwise it is random.
+    """
+    if org_id is None:
+        org_id = secrets.token_hex(8)
+    elif not ORG_ID_RE.fullmatch(org_id):
+        raise ValueError(f"organisation id {org_id!r} is not 16 lower-case hex digits")
     if admin_member_id is not None:
         async with reading(tb.engine) as conn:
             await _require_active_member(conn, admin_member_id)
