@@ -14,9 +14,10 @@ sponsorship policies) run every simulated night. The example policies in `polici
 the three companies by the fixed ids the seed gives them: Lorenteggio Digitale's admin
 enrols its staff in its childcare grant, and two of them pay a babysitter partly with it;
 Corvetto Logistica matches its staff's volunteering; Officine Calvairate donates the
-hours its staff give on company time. People act through `Principal`s the real way: the seed issues each
-acting member a token named "demo seed", authenticates it as the API would, and revokes
-it at the end.
+hours its staff give on company time.
+
+People act through `Principal`s the real way: the seed issues each acting member a token
+named "demo seed", authenticates it as the API would, and revokes it at the end.
 
 Time: the ledger stamps each batch with its service's clock, so the seed runs its own
 ledger service on a `SeedClock` that starts about four months ago and only moves forward,
