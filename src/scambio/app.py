@@ -138,6 +138,11 @@ def openapi_config() -> OpenAPIConfig:
                 name="exchanges",
                 description="Exchanges, group exchanges, thanks, member statements",
             ),
+            Tag(name="jobs", description="Scheduled jobs and the record of their runs"),
+            Tag(
+                name="reports",
+                description="Co-production reports: signed, recomputable from an export",
+            ),
             Tag(name="service", description="Home page and health"),
         ],
     )

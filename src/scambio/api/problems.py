@@ -89,6 +89,9 @@ RULE_STATUS: Final[dict[str, tuple[int, str]]] = {
     "listing-not-found": (404, "Listing not found"),
     "already-introduced": (409, "Already introduced"),
     "not-a-request": (422, "Not a request"),
+    # jobs and reports
+    "report-not-found": (404, "Report not found"),
+    "invalid-range": (422, "Invalid date range"),
 }
 
 #: Slugs for errors raised by the HTTP layer itself.

@@ -224,6 +224,11 @@ class HealthOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     tree_size: int | None = None
     appender: str | None = None
     detail: str | None = None
+    #: What verify-ledger last found: "verified", "compromised" (a run failed: see
+    #: GET /api/v1/ledger/verification) or "unverified" (no run yet).
+    ledger: str | None = None
+    #: The tree size verify-ledger last verified.
+    ledger_verified_size: int | None = None
 
 
 # -- people, organisations, sessions -------------------------------------------------------
