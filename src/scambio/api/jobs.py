@@ -40,7 +40,7 @@ JSON_MEDIA_TYPE: Final = "application/json"
 
 Format = Annotated[
     str,
-    QueryParameter(query="format", description="json (the signed document) or csv", max_length=8),
+    QueryParameter(name="format", description="json (the signed document) or csv", max_length=8),
 ]
 
 
@@ -212,8 +212,8 @@ def _document(data: bytes, csv_text: str | None, name: str) -> Response[bytes]:
 )
 async def get_coproduction_report(
     timebank: NamedDependency[Timebank],
-    date_from: Annotated[str, QueryParameter(query="from", max_length=10)],
-    date_to: Annotated[str, QueryParameter(query="to", max_length=10)],
+    date_from: Annotated[str, QueryParameter(name="from", max_length=10)],
+    date_to: Annotated[str, QueryParameter(name="to", max_length=10)],
     fmt: Format = "json",
 ) -> Response[bytes]:
     fmt = _format(fmt)
