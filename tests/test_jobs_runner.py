@@ -385,9 +385,9 @@ async def _claim(tb: Timebank, job: str, period: str, *, lease: timedelta) -> No
         )
 
 
-async def _until(condition: Any, timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out")
+async def _until(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
         await asyncio.sleep(0.02)
+    raise AssertionError("timed out")

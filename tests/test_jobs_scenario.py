@@ -173,8 +173,8 @@ class Town:
         async with self.tb.ledger.read() as conn:
             found = await stored.load(conn, month)
         assert found is not None, f"no report for {month}"
-        document: dict[str, Any] = msgspec.json.decode(found.document)
-        return document["report"]
+        report: dict[str, Any] = msgspec.json.decode(found.document)["report"]
+        return report
 
 
 def row(dimension: str, key: str = "", **figures: Any) -> dict[str, Any]:
