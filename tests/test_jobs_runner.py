@@ -117,7 +117,7 @@ async def test_periods_not_ended_and_unknown_jobs_are_refused(tb: Timebank) -> N
     runner = JobRunner(tb, [probe_job(Probe())])
     with pytest.raises(PeriodError, match="period 2026-11-25T09 has not ended yet"):
         await runner.run_period(runner.job("probe"), Period.parse(Every.HOUR, "2026-11-25T09"))
-    with pytest.raises(PeriodError, match="probe runs every hour"):
+    with pytest.raises(PeriodError, match="probe runs every hour, not every day"):
         await runner.run_period(runner.job("probe"), Period.parse(Every.DAY, "2026-11-24"))
     with pytest.raises(UnknownJob, match="no job named 'nope'; jobs are: probe"):
         await runner.run_due("nope")

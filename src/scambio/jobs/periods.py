@@ -36,6 +36,14 @@ _FORMATS: Final = {
 }
 
 
+_NAMES: Final = {
+    Every.MINUTE: "a minute",
+    Every.HOUR: "an hour",
+    Every.DAY: "a day",
+    Every.MONTH: "a month",
+}
+
+
 class PeriodError(ValueError):
     """A period key that does not name a period of the job's kind."""
 
@@ -78,7 +86,7 @@ class Period:
         fmt, pattern = _FORMATS[every]
         if not pattern.fullmatch(key):
             raise PeriodError(
-                f"period {key!r} is not a {every.value} "
+                f"period {key!r} is not {_NAMES[every]} "
                 f"(expected the form {datetime(2026, 11, 25, 9, 5, tzinfo=UTC).strftime(fmt)})"
             )
         try:

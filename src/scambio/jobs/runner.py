@@ -177,7 +177,9 @@ class JobRunner:
     async def run_period(self, job: Job, period: Period, *, force: bool = False) -> RunOutcome:
         """Run `job` for `period` unless it already ran (or `force`); see the module text."""
         if period.every is not job.every:
-            raise PeriodError(f"{job.name} runs every {job.every.value}, not per {period.every}")
+            raise PeriodError(
+                f"{job.name} runs every {job.every.value}, not every {period.every.value}"
+            )
         if not period.ended_by(self.now()):
             raise PeriodError(f"period {period.key} has not ended yet")
         if self._postgres:
