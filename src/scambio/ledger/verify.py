@@ -61,7 +61,15 @@ from scambio.ledger.entry import (
 )
 from scambio.ledger.errors import RuleViolation, VerificationError
 from scambio.ledger.note import Checkpoint, Verifier, open_checkpoint
-from scambio.ledger.rules import AccountState, HoldState, LedgerState, MovedState, apply_entry
+from scambio.ledger.rules import (
+    MAX_ANNOTATION,
+    SEMANTIC_REFS,
+    AccountState,
+    HoldState,
+    LedgerState,
+    MovedState,
+    apply_entry,
+)
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -144,6 +152,16 @@ class ReplayerSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         if snapshot.version != 1:
             raise ValueError(f"replayer snapshot version {snapshot.version} is not supported")
         return snapshot
+
+
+def _only_annotations(refs: dict[str, str | int]) -> bool:
+    """Whether a transfer's refs are valid annotations (what `rules._expect_annotated`
+    accepts for a transfer): no semantic key, every value a string of at most
+    `MAX_ANNOTATION` characters. Anything else goes through the rules for their error."""
+    for key, value in refs.items():
+        if key in SEMANTIC_REFS or type(value) is not str or len(value) > MAX_ANNOTATION:
+            return False
+    return True
 
 
 _snapshot_encoder = msgspec.json.Encoder()
@@ -378,6 +396,7 @@ class LogReplayer:
         id_match = ENTRY_ID_RE.fullmatch
         prefix = CHECKPOINT_PREFIX
         transfer = KIND_TRANSFER
+        annotated = _only_annotations
         version = FORMAT_VERSION
         max_minutes = MAX_MINUTES
         max_memo = MAX_MEMO
@@ -434,11 +453,12 @@ class LogReplayer:
                     else:
                         ids_add(entry_id)
                         postings = entry.postings
-                        # Inlined rules.apply_entry for a valid plain two-leg transfer.
+                        # Inlined rules.apply_entry for a valid plain two-leg transfer
+                        # (annotated or not: exchanges and policy credits carry refs).
                         if (
                             entry.kind == transfer
                             and len(postings) == 2
-                            and not entry.refs
+                            and (not entry.refs or annotated(entry.refs))
                             and entry.account is None
                         ):
                             debit, credit = postings
