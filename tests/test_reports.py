@@ -172,6 +172,7 @@ def test_the_directory_round_trips_and_its_digest_is_stable() -> None:
     assert [a.account for a in directory.accounts] == ["m-a", "m-b"]
     again = decode_directory(directory.canonical())
     assert again == directory and again.digest() == directory.digest()
+    assert directory.canonical() == canonical_json(msgspec.to_builtins(directory))
     with pytest.raises(ValueError, match="not a scambio-directory version 1 document"):
         decode_directory(b'{"format": "x", "version": 1, "accounts": [], "organisations": []}')
 

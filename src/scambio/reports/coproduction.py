@@ -67,7 +67,6 @@ from typing import Any, Final
 
 import msgspec
 
-from scambio.ledger.canonical import canonical_json
 from scambio.ledger.entry import (
     KIND_ACCOUNT,
     KIND_HOLD,
@@ -146,13 +145,15 @@ class Directory(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         )
 
     def canonical(self) -> bytes:
-        return canonical_json(msgspec.to_builtins(self))
+        """RFC 8785 bytes: keys sorted, strings and lists only (`canonical_json`'s encoder)."""
+        return _sorted_encoder.encode(self)
 
     def digest(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
 
 
 _directory_decoder: Final = msgspec.json.Decoder(Directory)
+_sorted_encoder: Final = msgspec.json.Encoder(order="sorted")
 
 
 def decode_directory(data: bytes | str) -> Directory:
@@ -325,9 +326,21 @@ class Builder:
         self.rows: dict[tuple[str, str], _Row] = {}
         #: Pairs of participants who exchanged in the range.
         self.pairs: set[Pair] = set()
+        self._accounts: dict[str, tuple[bool, str | None, tuple[str, ...]]] = {}
 
     def participant(self, account: str) -> bool:
         return self.kinds.get(account) in PARTICIPANT_KINDS
+
+    def _info(self, account: str) -> tuple[bool, str | None, tuple[str, ...]]:
+        """(is a participant, zone, organisations) of an account, computed once."""
+        info = self._accounts.get(account)
+        if info is None:
+            info = self._accounts[account] = (
+                self.participant(account),
+                self.zone.get(account),
+                tuple(self.orgs.get(account, ())),
+            )
+        return info
 
     def _row(self, dimension: str, key: str) -> _Row:
         row = self.rows.get((dimension, key))
@@ -335,54 +348,60 @@ class Builder:
             row = self.rows[(dimension, key)] = _Row()
         return row
 
-    def counts(self, dimension: str, key: str, account: str) -> bool:
-        """Whether a row's member figures count this account: a participant, and for a
-        zone or organisation row one of its residents or people."""
-        if not self.participant(account):
-            return False
-        if dimension == "zone":
-            return self.zone.get(account) == key
-        if dimension == "organisation":
-            return key in self.orgs.get(account, ())
-        return True
-
-    def _rows_for(self, event: Event) -> list[tuple[str, str]]:
-        """The rows an event belongs to."""
-        rows = [("total", ""), ("month", event.month)]
-        if event.kind == "exchange" or event.area is not None:
-            rows.append(("area", event.area or NO_AREA))
-        parties = (event.payer, event.payee)
-        zones = {self.zone[p] for p in parties if p in self.zone}
-        if event.zone is not None:
-            zones.add(event.zone)
-        rows.extend(("zone", zone) for zone in sorted(zones))
-        orgs = {o for p in parties for o in self.orgs.get(p, ())}
-        rows.extend(("organisation", org) for org in sorted(orgs))
-        return rows
-
     def add_event(self, event: Event) -> None:
-        pair: Pair | None = None
-        cross = False
-        if event.kind == "exchange" and not event.reversal:
-            if self.participant(event.payer) and self.participant(event.payee):
-                pair = pair_of(event)
-                self.pairs.add(pair)
-            za, zb = self.zone.get(event.payer), self.zone.get(event.payee)
-            cross = za is not None and zb is not None and za != zb
-        for dimension, key in self._rows_for(event):
-            row = self._row(dimension, key)
-            if event.kind == "policy":
-                figure = RULE_FIGURES[event.key]
+        """Add an event to every row it belongs to (see the module text): the total, its
+        month, its area, its parties' zones (and a group's zone), their organisations.
+        Member figures of a zone or organisation row count only that zone's residents or
+        that organisation's people."""
+        payer_in, payer_zone, payer_orgs = self._info(event.payer)
+        payee_in, payee_zone, payee_orgs = self._info(event.payee)
+        #: (row, count the payee as giving, count the payer as receiving)
+        targets = [
+            (self._row("total", ""), payee_in, payer_in),
+            (self._row("month", event.month), payee_in, payer_in),
+        ]
+        if event.kind == "exchange" or event.area is not None:
+            targets.append((self._row("area", event.area or NO_AREA), payee_in, payer_in))
+        zones = {payer_zone, payee_zone, event.zone}
+        zones.discard(None)
+        for zone in zones:
+            assert zone is not None
+            targets.append(
+                (
+                    self._row("zone", zone),
+                    payee_in and payee_zone == zone,
+                    payer_in and payer_zone == zone,
+                )
+            )
+        for org in set(payer_orgs) | set(payee_orgs):
+            targets.append(
+                (
+                    self._row("organisation", org),
+                    payee_in and org in payee_orgs,
+                    payer_in and org in payer_orgs,
+                )
+            )
+        if event.kind == "policy":
+            figure = RULE_FIGURES[event.key]
+            for row, _, _ in targets:
                 row.policy[figure] = row.policy.get(figure, 0) + event.minutes
-                continue
-            row.minutes += event.minutes
-            if event.reversal:
+            return
+        if event.reversal:
+            for row, _, _ in targets:
+                row.minutes += event.minutes
                 row.reversed -= event.minutes
-                continue
+            return
+        pair: Pair | None = None
+        if payer_in and payee_in:
+            pair = pair_of(event)
+            self.pairs.add(pair)
+        cross = payer_zone is not None and payee_zone is not None and payer_zone != payee_zone
+        for row, gave, received in targets:
+            row.minutes += event.minutes
             row.exchanges.add(event.key)
-            if self.counts(dimension, key, event.payee):
+            if gave:
                 row.gave.add(event.payee)
-            if self.counts(dimension, key, event.payer):
+            if received:
                 row.received.add(event.payer)
             if pair is not None:
                 row.pairs.add(pair)

@@ -39,8 +39,8 @@ from scambio.store import queries
 from scambio.store.db import read_snapshot
 from scambio.store.tables import accounts, entries
 
-#: Entries decoded per page.
-PAGE: Final = 20_000
+#: Entries decoded per page (between pages the event loop serves requests).
+PAGE: Final = 5000
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -110,19 +110,33 @@ async def ingest_pairs(engine: AsyncEngine, *, upto: int | None = None, chunk: i
                     return done
                 batch = await load_entries(conn, done, target)
                 first = first_pairs(batch, await holds_for(conn, batch))
-                rows = [
-                    {"account_a": a, "account_b": b, "first_idx": i} for (a, b), i in first.items()
-                ]
-                insert = _insert(conn)
-                for start in range(0, len(rows), _IN_CHUNK):
-                    await conn.execute(
-                        insert(report_pairs)
-                        .values(rows[start : start + _IN_CHUNK])
-                        .on_conflict_do_nothing()
-                    )
+                await _record(conn, first)
                 await conn.execute(
                     update(report_state).where(report_state.c.id == 1).values(pairs_size=target)
                 )
+
+
+async def _record(conn: AsyncConnection, first: dict[Pair, int]) -> None:
+    """Insert pairs not recorded yet (in one statement on PostgreSQL: arrays unnested)."""
+    if not first:
+        return
+    if conn.dialect.name == "postgresql":
+        pairs = list(first.items())
+        await conn.execute(
+            text(
+                "INSERT INTO report_pairs (account_a, account_b, first_idx) "
+                "SELECT * FROM unnest(CAST(:a AS varchar[]), CAST(:b AS varchar[]), "
+                "CAST(:i AS bigint[])) ON CONFLICT DO NOTHING"
+            ),
+            {
+                "a": [a for (a, _), _ in pairs],
+                "b": [b for (_, b), _ in pairs],
+                "i": [i for _, i in pairs],
+            },
+        )
+        return
+    rows = [{"account_a": a, "account_b": b, "first_idx": i} for (a, b), i in first.items()]
+    await conn.execute(sqlite_insert(report_pairs).on_conflict_do_nothing(), rows)
 
 
 async def pairs_first_within(conn: AsyncConnection, first: int, end: int) -> set[Pair]:

@@ -24,19 +24,20 @@ a checkpoint; only entries from its size on are read (plus the head and the acco
 The replayer may have forgotten its history (`LogReplayer.from_snapshot`, or
 `forget_history`): then, before each page, the audit loads from the database what the
 page's entries refer to below `history_start` (ids they must not reuse, the holds they
-post or void, the entries they reverse, with how those were resolved), reading only rows
-whose bytes were verified when they were first audited. `forget_every` makes a long audit
+post or void, the entries they reverse, with how those were resolved), found through the
+page's projected columns (checked against each entry's bytes as it is met) and read from
+rows that were verified when they were first audited. `forget_every` makes a long audit
 forget its history at checkpoints every so many entries, so that its memory stays bounded.
 `check_cache=False` leaves the cached balances out (`reconcile-balances` compares them).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import msgspec
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -62,6 +63,8 @@ __all__ = ["AuditReport", "verify_database"]
 
 #: Entries per database page.
 PAGE: Final = 2000
+#: Entries checked between two yields to the event loop.
+_YIELD_EVERY: Final = 250
 
 #: (seq, account_id, minutes, pending, balance_after) of one postings row.
 _PostingRow = tuple[int, str, int, bool, int]
@@ -183,6 +186,9 @@ class _Audit:
             if self.replayer.history_start:
                 await _load_history(conn, self.replayer, rows)
             for position, row in enumerate(rows):
+                if position % _YIELD_EVERY == _YIELD_EVERY - 1:
+                    # Long audits run inside the service (verify-ledger): let requests in.
+                    await asyncio.sleep(0)
                 self.entry(row, stored_postings.get(self.replayer.size, []), stored_nodes)
                 size = self.replayer.size
                 note = notes.get(size)
@@ -362,34 +368,35 @@ _IN_CHUNK: Final = 1000
 async def _load_history(conn: AsyncConnection, replayer: LogReplayer, rows: Sequence[Any]) -> None:
     """Tell a replayer without history what `rows` refer to below its `history_start`.
 
-    Read from the entries' canonical bytes (decoded here, as the replayer will) and, for
-    the history, from rows the audit checked when it first met them: their ids, the holds
-    and reversed entries, and which entry below `history_start` resolved or reversed them.
+    Read from the rows' projected columns (`id`, `hold_idx`, `reverses_idx`), which the
+    audit compares with the canonical bytes as it meets each entry (a mismatch fails at
+    that entry), and from history rows the audit checked when it first met them: the ids
+    already used, the holds and reversed entries with how they were resolved or reversed.
     """
+    if not rows:
+        return
     start = replayer.history_start
     state = replayer.state
-    ids: list[str] = []
-    holds: set[int] = set()
-    targets: set[int] = set()
-    for row in rows:
-        try:
-            entry = decode_entry(bytes(row.canonical))
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            continue  # the replayer reports it
-        ids.append(entry.id)
-        if entry.kind in (KIND_POST, KIND_VOID):
-            hold = entry.refs.get("hold")
-            if isinstance(hold, int) and 0 <= hold < start and hold not in state.holds:
-                holds.add(hold)
-        elif entry.kind == KIND_REVERSAL:
-            target = entry.refs.get("reverses")
-            if isinstance(target, int) and 0 <= target < start and target not in state.moved:
-                targets.add(target)
-    for chunk in _chunks(ids):
-        used = await conn.execute(
-            select(entries.c.id).where(entries.c.id.in_(chunk), entries.c.idx < start)
-        )
-        replayer.remember_ids(str(r.id) for r in used)
+    first, last = int(rows[0].idx), int(rows[-1].idx)
+    newer, older = entries.alias("newer"), entries.alias("older")
+    reused = await conn.execute(
+        select(older.c.id)
+        .join(newer, newer.c.id == older.c.id)
+        .where(newer.c.idx >= first, newer.c.idx <= last, older.c.idx < start)
+    )
+    replayer.remember_ids(str(r.id) for r in reused)
+    holds = {
+        int(r.hold_idx)
+        for r in rows
+        if r.hold_idx is not None and 0 <= r.hold_idx < start and r.hold_idx not in state.holds
+    }
+    targets = {
+        int(r.reverses_idx)
+        for r in rows
+        if r.reverses_idx is not None
+        and 0 <= r.reverses_idx < start
+        and r.reverses_idx not in state.moved
+    }
     if holds:
         resolved = await _history_links(conn, entries.c.hold_idx, holds, start)
         for entry in await _history_entries(conn, holds):
