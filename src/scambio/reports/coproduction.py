@@ -31,7 +31,9 @@ states N, the root and both indexes, so a recompute takes exactly the same entri
   entry) within the range.
 
 *Participants* are accounts of ledger kind member or organisation (pools, sponsors and the
-node's accounts are not people). A *pair* is an unordered pair of participants who were
+node's accounts are not people). A group exchange participant whose share the community
+pool paid does not appear: the ledger shows the pool paying (the group's own record, not
+the ledger, names them). A *pair* is an unordered pair of participants who were
 payer and payee of an exchange; it is a *new connection* when their first exchange entry
 in the whole ledger is within the range.
 
