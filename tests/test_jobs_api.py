@@ -81,20 +81,21 @@ async def test_job_runs_are_listed_newest_first_with_filters_and_cursors(
     assert (await api.get("/api/v1/jobs/runs", job="no-such-job")).json()["items"] == []
 
 
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"status": "done"}, "status must be one of running, succeeded, failed"),
-        ({"job": "Verify Ledger"}, "job 'Verify Ledger' is not a job name"),
-        ({"period": "2026%"}, "period must be a period key or its start, e.g. 2026-11"),
-        ({"cursor": "abc"}, "cursor 'abc' is not one returned as next_cursor"),
-        ({"limit": 0}, "limit"),
-        ({"limit": 201}, "limit"),
-    ],
-)
-async def test_bad_job_run_queries_are_400s(api: Api, params: dict[str, Any], message: str) -> None:
-    body = assert_problem(await api.get("/api/v1/jobs/runs", **params), 400, "invalid-request")
-    assert message in body["detail"]
+BAD_RUN_QUERIES: list[tuple[dict[str, Any], str]] = [
+    ({"status": "done"}, "status must be one of running, succeeded, failed"),
+    ({"job": "Verify Ledger"}, "job 'Verify Ledger' is not a job name"),
+    ({"period": "2026%"}, "period must be a period key or its start, e.g. 2026-11"),
+    ({"cursor": "abc"}, "cursor 'abc' is not one returned as next_cursor"),
+    ({"limit": 0}, "limit"),
+    ({"limit": 201}, "limit"),
+]
+
+
+async def test_bad_job_run_queries_are_400s(api: Api) -> None:
+    for params, message in BAD_RUN_QUERIES:
+        response = await api.get("/api/v1/jobs/runs", **params)
+        body = assert_problem(response, 400, "invalid-request")
+        assert message in body["detail"], (params, body)
 
 
 # -- verification -------------------------------------------------------------------------------
@@ -149,29 +150,27 @@ async def test_an_on_demand_report_is_signed_json_or_csv(api: Api) -> None:
     assert ",total,," in total and ",month,2026-11," in month
 
 
-@pytest.mark.parametrize(
-    ("params", "status", "slug", "message"),
-    [
-        ({"from": "2026-11-01"}, 400, "invalid-request", "to"),
-        ({"from": "2026-11-1", "to": "2026-12-01"}, 400, "invalid-request",
-         "from must be a date YYYY-MM-DD, got '2026-11-1'"),
-        ({"from": "2026-02-30", "to": "2026-12-01"}, 400, "invalid-request",
-         "from '2026-02-30' is not a valid date"),
-        ({"from": "2026-11-01", "to": "2026-11-01"}, 422, "invalid-range",
-         "to (2026-11-01) must be after from (2026-11-01): `to` is exclusive"),
-        ({"from": "2000-01-01", "to": "2020-01-01"}, 422, "invalid-range",
-         "a report covers at most 3660 days"),
-        ({"from": "2026-11-01", "to": "2026-12-01", "format": "xml"}, 400, "invalid-request",
-         "format must be json or csv, got 'xml'"),
-    ],
-)  # fmt: skip
-async def test_bad_report_requests_are_problems(
-    api: Api, params: dict[str, str], status: int, slug: str, message: str
-) -> None:
+BAD_REPORT_QUERIES: list[tuple[dict[str, str], int, str, str]] = [
+    ({"from": "2026-11-01"}, 400, "invalid-request", "to"),
+    ({"from": "2026-11-1", "to": "2026-12-01"}, 400, "invalid-request",
+     "from must be a date YYYY-MM-DD, got '2026-11-1'"),
+    ({"from": "2026-02-30", "to": "2026-12-01"}, 400, "invalid-request",
+     "from '2026-02-30' is not a valid date"),
+    ({"from": "2026-11-01", "to": "2026-11-01"}, 422, "invalid-range",
+     "to (2026-11-01) must be after from (2026-11-01): `to` is exclusive"),
+    ({"from": "2000-01-01", "to": "2020-01-01"}, 422, "invalid-range",
+     "a report covers at most 3660 days"),
+    ({"from": "2026-11-01", "to": "2026-12-01", "format": "xml"}, 400, "invalid-request",
+     "format must be json or csv, got 'xml'"),
+]  # fmt: skip
+
+
+async def test_bad_report_requests_are_problems_and_change_nothing(api: Api) -> None:
     size = await api.tree_size()
-    response = await api.get("/api/v1/reports/coproduction", **params)
-    body = assert_problem(response, status, slug)
-    assert message in body["detail"]
+    for params, status, slug, message in BAD_REPORT_QUERIES:
+        response = await api.get("/api/v1/reports/coproduction", **params)
+        body = assert_problem(response, status, slug)
+        assert message in body["detail"], (params, body)
     assert await api.tree_size() == size
 
 
