@@ -22,6 +22,10 @@ report's directory is realistic. Then it times:
   those entries, resumed from the snapshot the full run left (what each hourly
   verify-ledger run does), median of `--runs` (each time from the same snapshot).
 
+Like the jobs, the report and the verifications run with the cyclic garbage collector
+paused (`jobs.collector`). Each step prints wall time and CPU time (this process plus the
+database's PostgreSQL backends): on a busy machine the CPU figure is the steadier one.
+
 The targets (issue 5): on 10^6 entries on PostgreSQL, the monthly report under 3 s and
 the incremental verification of 10,000 new entries under 1 s.
 """
@@ -39,7 +43,17 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from common import SIGNER, backends, bench_settings, fresh_database, ms, print_facts
+from common import (
+    SIGNER,
+    backends,
+    bench_settings,
+    cpu_seconds,
+    fresh_database,
+    ms,
+    postgres_cpu_seconds,
+    print_facts,
+)
+from scambio.jobs.collector import collector_paused
 from scambio.ledger.entry import format_time
 from scambio.ledger.verify import LogReplayer, ReplayerSnapshot
 from scambio.reports.live import compute_report
@@ -61,6 +75,26 @@ AREAS = sorted(AREA_IDS)
 ZONES = [zone.id for zone in MILAN_MUNICIPI]
 RULES = ["grant", "spend", "expiry", "match", "staff-time", "pool-grant"]
 START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+class Meter:
+    """Wall time and CPU (this process + the database's PostgreSQL backends) of a step:
+    on a busy machine CPU is the steadier figure."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> Meter:
+        self.wall = time.perf_counter()
+        self.cpu = cpu_seconds() + postgres_cpu_seconds(self.url)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = cpu_seconds() + postgres_cpu_seconds(self.url) - self.cpu
+
+    def __str__(self) -> str:
+        return f"{ms(self.wall)} wall, {ms(self.cpu)} CPU"
 
 
 class Clock:
@@ -166,71 +200,75 @@ async def bench(kind: str, args: argparse.Namespace) -> None:
             rate = await grow(service, clock, accounts, args.entries, args.months, args.seed)
             print(f"built at {rate:,.0f} entries/s; ledger time now {clock.now:%Y-%m-%d}")
 
-            t0 = time.perf_counter()
-            await ingest_pairs(engine, upto=args.entries - args.entries // args.months)
-            first = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            await ingest_pairs(engine)
-            month_ingest = time.perf_counter() - t0
-            print(f"ingest (pairs projection): all but a month {first:.2f} s; "
-                  f"one month {ms(month_ingest)}")  # fmt: skip
+            with Meter(url) as first:
+                await ingest_pairs(engine, upto=args.entries - args.entries // args.months)
+            with Meter(url) as month:
+                await ingest_pairs(engine)
+            print(f"ingest (pairs projection): all but a month {first}; one month {month}")
 
             last = (clock.now.replace(day=1) - timedelta(days=1)).replace(day=1)
             following = (last + timedelta(days=32)).replace(day=1)
             date_from, date_to = last.date().isoformat(), following.date().isoformat()
-            times: list[float] = []
+            meters: list[Meter] = []
             computed: Any = None
             for _ in range(args.runs):
-                t0 = time.perf_counter()
-                computed = await compute_report(
-                    engine, service.origin, date_from, date_to, generated_at=format_time(clock.now)
-                )
-                encode_document(computed.signed(SIGNER))
-                times.append(time.perf_counter() - t0)
+                with Meter(url) as meter, collector_paused():
+                    computed = await compute_report(
+                        engine,
+                        service.origin,
+                        date_from,
+                        date_to,
+                        generated_at=format_time(clock.now),
+                    )
+                    encode_document(computed.signed(SIGNER))
+                meters.append(meter)
             total = computed.report["rows"][0]
             print(
                 f"report {date_from}..{date_to}: {computed.scope.end - computed.scope.first:,} "
                 f"entries, {len(computed.report['rows'])} rows, "
                 f"{total['minutes_exchanged']:,} minutes, {total['exchanges']:,} exchanges; "
-                f"median {ms(statistics.median(times))} (runs: "
-                + ", ".join(ms(t) for t in times)
-                + ")"
+                f"median {median(meters)} (runs: " + "; ".join(map(str, meters)) + ")"
             )
 
             verifier = SIGNER.verifier()
-            t0 = time.perf_counter()
-            full = await verify_database(
-                engine, verifier, service.origin, check_cache=False, forget_every=100_000
-            )
-            took = time.perf_counter() - t0
-            print(f"verify full: {full.size:,} entries in {took:.2f} s "
-                  f"({full.size / took:,.0f} entries/s)")  # fmt: skip
+            with Meter(url) as meter, collector_paused():
+                full = await verify_database(
+                    engine, verifier, service.origin, check_cache=False, forget_every=100_000
+                )
+            print(f"verify full: {full.size:,} entries, {meter} "
+                  f"({full.size / meter.wall:,.0f} entries/s)")  # fmt: skip
             full.replayer.forget_history()
             snapshot = full.replayer.snapshot().encode()
 
             await grow(
                 service, clock, accounts, full.size + args.new, args.months + 1, args.seed + 1
             )
-            times = []
+            meters = []
             for _ in range(args.runs):
-                t0 = time.perf_counter()
-                resumed = LogReplayer.from_snapshot(ReplayerSnapshot.decode(snapshot), verifier)
-                report = await verify_database(
-                    engine, verifier, service.origin, resume=resumed, check_cache=False,
-                    forget_every=100_000,
-                )  # fmt: skip
-                resumed.forget_history()
-                resumed.snapshot().encode()
-                times.append(time.perf_counter() - t0)
+                with Meter(url) as meter, collector_paused():
+                    resumed = LogReplayer.from_snapshot(ReplayerSnapshot.decode(snapshot), verifier)
+                    report = await verify_database(
+                        engine, verifier, service.origin, resume=resumed, check_cache=False,
+                        forget_every=100_000,
+                    )  # fmt: skip
+                    resumed.forget_history()
+                    resumed.snapshot().encode()
+                meters.append(meter)
             print(
                 f"verify +{report.entries:,} (incremental, from the stored snapshot of "
-                f"{len(snapshot) / 1024:,.0f} KiB): median {ms(statistics.median(times))} (runs: "
-                + ", ".join(ms(t) for t in times)
+                f"{len(snapshot) / 1024:,.0f} KiB): median {median(meters)} (runs: "
+                + "; ".join(map(str, meters))
                 + ")"
             )
         finally:
             await service.stop()
             await engine.dispose()
+
+
+def median(meters: list[Meter]) -> str:
+    wall = statistics.median(m.wall for m in meters)
+    cpu = statistics.median(m.cpu for m in meters)
+    return f"{ms(wall)} wall, {ms(cpu)} CPU"
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scambio.jobs.base import JobFailed, Result, RunContext
+from scambio.jobs.collector import collector_paused
 from scambio.ledger.entry import format_time
 from scambio.ledger.errors import RuleViolation, VerificationError
 from scambio.ledger.verify import LogReplayer, ReplayerSnapshot
@@ -65,14 +66,15 @@ async def verify_ledger(ctx: RunContext) -> Result:
     summary: dict[str, Any] = {"full": full, "from": start}
     at = format_time(ctx.now)
     try:
-        report = await verify_database(
-            ledger.engine,
-            verifier,
-            ledger.origin,
-            resume=replayer,
-            check_cache=False,
-            forget_every=FORGET_EVERY,
-        )
+        with collector_paused():
+            report = await verify_database(
+                ledger.engine,
+                verifier,
+                ledger.origin,
+                resume=replayer,
+                check_cache=False,
+                forget_every=FORGET_EVERY,
+            )
         if previous is not None and previous.verified_size is not None:
             await _check_history(ledger.engine, previous, report.size)
     except VerificationError as exc:

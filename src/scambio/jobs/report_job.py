@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scambio.jobs.base import Result, RunContext
+from scambio.jobs.collector import collector_paused
 from scambio.ledger.entry import format_time, parse_time
 from scambio.reports import stored
 from scambio.reports.live import compute_report
@@ -36,9 +37,10 @@ async def coproduction_report(ctx: RunContext) -> Result:
     date_from = month.start.date().isoformat()
     date_to = month.end.date().isoformat()
     at = format_time(ctx.now)
-    computed = await compute_report(
-        tb.engine, tb.ledger.origin, date_from, date_to, generated_at=at
-    )
+    with collector_paused():
+        computed = await compute_report(
+            tb.engine, tb.ledger.origin, date_from, date_to, generated_at=at
+        )
     document = encode_document(computed.signed(tb.ledger.signer))
     total = computed.report["rows"][0]
     summary: dict[str, Any] = {

@@ -15,7 +15,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from scambio.ledger.entry import KIND_POST, KIND_REVERSAL, KIND_TRANSFER, Entry
+from scambio.ledger.entry import KIND_ACCOUNT, KIND_POST, KIND_REVERSAL, KIND_TRANSFER, Entry
 from scambio.ledger.note import Signer
 from scambio.reports import pairs as projection
 from scambio.reports.coproduction import (
@@ -105,17 +105,20 @@ async def _add_page(conn: AsyncConnection, builder: Builder, first: int, end: in
         conn, [targets[t] for e in batch if (t := reversal_ref(e)) is not None and t in targets]
     )
     for entry in batch:
-        opened = opened_account(entry)
-        if opened is not None:
-            builder.add_new_account(opened[0], opened[1], entry.time[:7])
-            continue
+        kind = entry.kind
         event: Event | None = None
-        if entry.kind in (KIND_TRANSFER, KIND_POST):
+        if kind == KIND_TRANSFER:
+            event = classify(entry)
+        elif kind == KIND_POST:
             event = classify(entry, _hold(entry, holds))
-        elif entry.kind == KIND_REVERSAL:
+        elif kind == KIND_REVERSAL:
             target = targets.get(reversal_ref(entry) or -1)
             if target is not None:
                 event = reversal_of(entry, classify(target, _hold(target, target_holds)))
+        elif kind == KIND_ACCOUNT:
+            opened = opened_account(entry)
+            if opened is not None:
+                builder.add_new_account(opened[0], opened[1], entry.time[:7])
         if event is not None:
             builder.add_event(event)
 
