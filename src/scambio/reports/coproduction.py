@@ -77,7 +77,6 @@ from scambio.ledger.entry import (
     KIND_TRANSFER,
     Entry,
 )
-from scambio.ledger.rules import annotations_of
 
 REPORT_FORMAT: Final = "scambio-coproduction-report"
 REPORT_VERSION: Final = 1
@@ -168,8 +167,11 @@ def decode_directory(data: bytes | str) -> Directory:
 # -- events ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
+    """One exchange or policy movement (not frozen: tens of thousands are made per report,
+    and a frozen dataclass is several times slower to build; nothing changes one)."""
+
     index: int
     #: YYYY-MM of the entry's time.
     month: str
@@ -187,39 +189,53 @@ class Event:
 
 
 def _movement(entry: Entry) -> tuple[str, str, int] | None:
-    debits = [p for p in entry.postings if p.minutes < 0]
-    credits = [p for p in entry.postings if p.minutes > 0]
+    """(payer, payee, minutes): the first debit's account, the first credit's account and
+    all minutes credited (Scambio writes two legs: the debit, then the credit)."""
+    postings = entry.postings
+    if len(postings) == 2:
+        debit, credit = postings
+        if debit.minutes < 0 < credit.minutes:
+            return debit.account, credit.account, credit.minutes
+    debits = [p for p in postings if p.minutes < 0]
+    credits = [p for p in postings if p.minutes > 0]
     if not debits or not credits:
         return None
     return debits[0].account, credits[0].account, sum(p.minutes for p in credits)
 
 
+def _note(refs: Mapping[str, str | int], key: str) -> str | None:
+    value = refs.get(key)
+    return value if isinstance(value, str) else None
+
+
 def classify(entry: Entry, hold: Entry | None = None) -> Event | None:
     """The exchange or policy event a transfer or post is, if any.
 
-    A post's annotations are its hold's: pass the hold entry (`refs.hold`).
+    A post's annotations are its hold's: pass the hold entry (`refs.hold`). Only annotation
+    keys are read (exchange, group, area, zone, rule), and only string values count.
     """
     if entry.kind == KIND_TRANSFER:
-        notes = annotations_of(entry)
-    elif entry.kind == KIND_POST:
-        notes = annotations_of(hold) if hold is not None and hold.kind == KIND_HOLD else {}
+        refs = entry.refs
+    elif entry.kind == KIND_POST and hold is not None and hold.kind == KIND_HOLD:
+        refs = hold.refs
+    else:
+        return None
+    exchange, group, rule = _note(refs, "exchange"), _note(refs, "group"), _note(refs, "rule")
+    if exchange is not None:
+        kind, key = "exchange", f"exchange:{exchange}"
+    elif group is not None:
+        kind, key = "exchange", f"group:{group}"
+    elif rule is not None and rule in RULE_FIGURES:
+        kind, key = "policy", rule
     else:
         return None
     moved = _movement(entry)
     if moved is None:
         return None
     payer, payee, minutes = moved
-    if "exchange" in notes or "group" in notes:
-        key = f"exchange:{notes['exchange']}" if "exchange" in notes else f"group:{notes['group']}"
-        kind = "exchange"
-    elif notes.get("rule") in RULE_FIGURES:
-        key = notes["rule"]
-        kind = "policy"
-    else:
-        return None
     return Event(
         entry.index, entry.time[:7], kind, key, payer, payee, minutes,
-        notes.get("area"), notes.get("zone"),
+        _note(refs, "area"), _note(refs, "zone"),
     )  # fmt: skip
 
 
