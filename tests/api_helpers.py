@@ -172,7 +172,8 @@ async def running_api(
         tokens = {role: await issue_token(engine, role, f"test {role}") for role in ROLES}
     finally:
         await engine.dispose()
-    env = {"SCAMBIO_HOLD_SWEEP_INTERVAL": "0", "SCAMBIO_PASSWORD_HASH_COST": "minimal", **env}
+    # Scheduled jobs stay off unless a test turns them on: they would act on their own.
+    env = {"SCAMBIO_RUN_JOBS": "off", "SCAMBIO_PASSWORD_HASH_COST": "minimal", **env}
     app = create_app(make_settings(db_url, tmp_path, **env), clock=clock)
     async with AsyncTestClient(app=app) as client:
         yield Api(app, client, tokens)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import warnings
 from collections.abc import AsyncIterator
@@ -13,7 +12,7 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from scambio.app import create_app, sweep_holds
+from scambio.app import create_app
 from scambio.store.migrate import SchemaError
 from scambio.web import STATIC_DIR
 
@@ -54,33 +53,6 @@ async def test_the_node_key_persists_across_restarts(db_url: str, tmp_path: Path
     async with running_api(db_url, tmp_path) as api:
         assert (await api.get("/api/v1/ledger/key", role=None)).json() == first
         assert await api.tree_size() == 1
-
-
-class FlakyLedger:
-    """Fails its first sweep, then counts sweeps."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def expire_holds(self) -> list[object]:
-        self.calls += 1
-        if self.calls == 1:
-            raise OSError("database went away")
-        return [object()]
-
-
-async def test_sweep_loop_survives_failures_and_stops_when_cancelled() -> None:
-    ledger = FlakyLedger()
-    task = asyncio.create_task(sweep_holds(ledger, 0.01))  # type: ignore[arg-type]
-    for _ in range(500):
-        if ledger.calls >= 3:
-            break
-        await asyncio.sleep(0.01)
-    assert ledger.calls >= 3
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert task.cancelled()
 
 
 # -- errors ------------------------------------------------------------------------------

@@ -155,6 +155,7 @@ async def test_health_reports_the_tree(api: Api) -> None:
         "origin": ORIGIN,
         "tree_size": 2,
         "appender": "running",
+        "ledger": "unverified",
     }
 
 

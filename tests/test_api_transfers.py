@@ -266,14 +266,16 @@ async def test_bad_hold_resolutions(
     assert await api.tree_size() == size
 
 
-async def test_sweeper_voids_expired_holds(db_url: str, tmp_path: Path, clock: Clock) -> None:
-    async with running_api(
-        db_url, tmp_path, clock=clock, SCAMBIO_HOLD_SWEEP_INTERVAL="0.05"
-    ) as api:
+async def test_the_expire_holds_job_voids_expired_holds(
+    db_url: str, tmp_path: Path, clock: Clock
+) -> None:
+    async with running_api(db_url, tmp_path, clock=clock, SCAMBIO_RUN_JOBS="serve") as api:
         await api.open("marco")
         await api.open("giulia")
         hold_id = await hold(api, 60, hold_expires_in=60)
         clock.advance(seconds=61)
+        # The scheduler looks at each job just after its period ends; wake it now instead.
+        api.client.blocking_portal.call(api.app.state.jobs.wake, "expire-holds")
         for _ in range(200):
             statement = (await api.get("/api/v1/accounts/marco/statement")).json()
             if len(statement["lines"]) == 1 and (await balances(api, "marco"))[1] == 0:

@@ -10,6 +10,7 @@ other. A refused request (4xx) must change nothing: neither the ledger nor the a
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from scambio.jobs.periods import Every, last_complete
+from scambio.jobs.registry import ALL_JOBS
+from scambio.jobs.runner import JobRunner
 from scambio.store.db import make_engine
 from scambio.store.people_tables import audit_log
 
@@ -121,6 +125,7 @@ MEMBER_ONLY = expect(200, manager=403, auditor=403, admin=403)
 #: Exchanges: seen by their parties (Marco, Giulia) and staff; others are told nothing.
 PARTIES_AND_STAFF = expect(404, marco=200, giulia=200, manager=200, auditor=200, admin=200)
 RECEIVER_OR_MANAGER = expect(404, marco=200, giulia=403, manager=200, auditor=403, admin=200)
+STAFF_READ_200 = expect(403, manager=200, auditor=200, admin=200)
 
 
 def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
@@ -347,6 +352,21 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
         return "POST", f"/api/v1/policies/{pool}/pool-grants", body
 
     sponsor_reader = expect(403, paolo=200, manager=200, auditor=200, admin=200)
+
+    # -- jobs and reports (the monthly report: made once by the job, for last month) -----
+    def monthly(suffix: str = "") -> Make:
+        async def make(w: World) -> Request:
+            month = w.api.client.blocking_portal.call(_monthly_report)
+            return "GET", f"/api/v1/reports/coproduction/{month}{suffix}", None
+
+        async def _monthly_report() -> str:
+            runner = JobRunner(w.api.app.state.timebank, ALL_JOBS)
+            period = last_complete(Every.MONTH, runner.now())
+            outcome = await runner.run_period(runner.job("co-production-report"), period)
+            assert outcome.status in ("succeeded", "already-done"), outcome
+            return period.key
+
+        return make
 
     marco_account = f"/api/v1/accounts/{marco.account}"
     acme_account = f"/api/v1/accounts/{acme['account_id']}"
@@ -613,6 +633,16 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
             fixed("GET", f"/api/v1/members/{marco.id}/sponsored-credit"),
             expect(403, marco=200, manager=200, auditor=200, admin=200),
         ),
+        # -- jobs and reports (staff only) ----------------------------------------------
+        ("job runs", fixed("GET", "/api/v1/jobs/runs"), STAFF_READ_200),
+        ("ledger verification", fixed("GET", "/api/v1/ledger/verification"), STAFF_READ_200),
+        (
+            "co-production report",
+            fixed("GET", "/api/v1/reports/coproduction?from=2026-01-01&to=2026-02-01"),
+            STAFF_READ_200,
+        ),
+        ("monthly co-production report", monthly(), STAFF_READ_200),
+        ("monthly report directory", monthly("/directory"), STAFF_READ_200),
         # -- sessions (last: they change tokens and passwords) ---------------------------
         ("list tokens", fixed("GET", "/api/v1/auth/tokens"), MEMBER_ONLY),
         (
@@ -743,6 +773,7 @@ async def test_every_route_is_in_the_matrix(world: World) -> None:
             or part.count("-") == 4
             or part.startswith(("m-", "o-"))
             or (len(part) == 64 and all(c in "0123456789abcdef" for c in part))
+            or re.fullmatch(r"\d{4}-\d\d", part) is not None
             else part
             for part in path.removeprefix("/api/v1/").split("/")
         )

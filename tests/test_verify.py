@@ -795,8 +795,20 @@ def _random_log(seed: int, count: int) -> list[Entry]:
         payer, payee = rnd.choice([*names, "zz"]), rnd.choice(names)
         minutes = rnd.choice([1, 5, 20, 45, 0, -3, 10**9 + 1])
         choice = rnd.random()
-        if choice < 0.7:
+        if choice < 0.6:
             log.append(_transfer(i, payer, payee, minutes))
+        elif choice < 0.7:
+            # Annotations, valid or not (too long, not a string, a semantic key).
+            refs = rnd.choice(
+                [
+                    {"exchange": "x1", "area": "childcare"},
+                    {"rule": "grant", "policy": "p", "period": "2026-11"},
+                    {"exchange": "x" * 257},
+                    {"exchange": 7},
+                    {"area": "housing", "expires": T1},
+                ]
+            )
+            log.append(_transfer(i, payer, payee, minutes, refs=refs))
         elif choice < 0.75:
             log.append(_entry(i, "transfer", [(payer, -minutes), (payee, minutes + 1)]))
         elif choice < 0.8:

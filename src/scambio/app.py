@@ -1,14 +1,13 @@
 """The Litestar application factory: wiring only.
 
 The lifespan opens the engine, refuses to start on a schema that is behind, loads (or
-creates) the node key, starts the ledger service and a hold-expiry sweep, and stops them
-in reverse order on shutdown. Everything else lives in `api/` and `web/`.
+creates) the node key, starts the ledger service and, unless `SCAMBIO_RUN_JOBS` says
+otherwise, the scheduled jobs (`scambio.jobs`), and stops them in reverse order on
+shutdown. Everything else lives in `api/` and `web/`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -28,6 +27,7 @@ from scambio.api.deps import provide_ledger
 from scambio.api.health import health
 from scambio.api.problems import EXCEPTION_HANDLERS
 from scambio.api.security import add_security_headers
+from scambio.jobs import scheduler_for
 from scambio.settings import Settings, load_settings
 from scambio.store.appender import Clock
 from scambio.store.db import make_engine
@@ -70,29 +70,6 @@ the field. Success is reported only after the commit.
 `SCAMBIO_WRITE_RATE`, `SCAMBIO_WRITE_BURST`); beyond them: 429 `too-many-requests` with
 `Retry-After`, and nothing changes.
 """
-
-
-def _sweep_interval(settings: Settings) -> float:
-    return max(0.0, settings.hold_sweep_interval)
-
-
-async def sweep_holds(ledger: LedgerService, interval: float) -> None:
-    """Void expired holds every `interval` seconds until cancelled.
-
-    A failed sweep (say, the database is down) is logged and retried next time; it never
-    ends the loop. Cancellation is safe: the appender shields batches in progress.
-    """
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            voided = await ledger.expire_holds()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("hold expiry sweep failed: %s: %s", type(exc).__name__, exc)
-            continue
-        if voided:
-            log.info("hold expiry sweep voided %d hold(s)", len(voided))
 
 
 async def apply_policies(timebank: Timebank) -> None:
@@ -141,19 +118,16 @@ def make_lifespan(
         await apply_policies(timebank)
         # Mail left over from a previous run (or a crash) goes out now.
         timebank.mailer.kick()
-        interval = _sweep_interval(settings)
-        sweeper = (
-            asyncio.create_task(sweep_holds(ledger, interval), name="scambio-hold-sweep")
-            if interval > 0
-            else None
-        )
+        # Scheduled jobs (expiring holds, verification, reports...): see scambio.jobs.
+        jobs = scheduler_for(timebank) if settings.run_jobs == "serve" else None
+        app.state.jobs = jobs
+        if jobs is not None:
+            jobs.start()
         try:
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+            if jobs is not None:
+                await jobs.stop()
             await timebank.mailer.aclose()
             await ledger.stop()
             await engine.dispose()
@@ -199,6 +173,11 @@ def openapi_config() -> OpenAPIConfig:
             Tag(
                 name="policies",
                 description="Sponsorship policies, versions, enrolments, pool grants, figures",
+            ),
+            Tag(name="jobs", description="Scheduled jobs and the record of their runs"),
+            Tag(
+                name="reports",
+                description="Co-production reports: signed, recomputable from an export",
             ),
             Tag(name="service", description="Home page and health"),
         ],

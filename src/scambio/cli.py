@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -567,6 +569,296 @@ def policy_simulate(file: Path, period: str) -> None:
         click.echo(f"      {posting.why}")
         if posting.error:
             click.echo(f"      {posting.error}")
+
+
+# -- scheduled jobs --------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _timebank(settings: Settings) -> AsyncIterator[Any]:
+    """A started ledger service and the timebank around it, stopped afterwards."""
+    from scambio.store.db import make_engine
+    from scambio.store.keyfile import load_or_create_key
+    from scambio.store.ledger import LedgerService
+    from scambio.store.migrate import SchemaError, check_schema
+    from scambio.timebank.context import Timebank
+    from scambio.timebank.zones import ZonesError
+
+    engine = make_engine(settings.database_url)
+    try:
+        try:
+            await check_schema(engine)
+            signer = load_or_create_key(settings.key_file, settings.ledger_origin)
+            ledger = LedgerService(engine, signer, settings)
+            timebank = Timebank.create(ledger, settings)
+        except (SchemaError, ZonesError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        await ledger.start()
+        try:
+            yield timebank
+        finally:
+            await timebank.mailer.aclose()
+            await ledger.stop()
+    finally:
+        await engine.dispose()
+
+
+@main.command()
+def worker() -> None:
+    """Run the scheduled jobs only (no HTTP), until interrupted.
+
+    For deployments with several app processes: set SCAMBIO_RUN_JOBS=worker so that
+    `scambio serve` runs none, and run one or more workers. Each period of each job runs
+    once however many workers (and serving processes) run jobs.
+    """
+    import signal
+
+    from scambio.jobs import scheduler_for
+
+    async def go(settings: Settings) -> None:
+        async with _timebank(settings) as timebank:
+            scheduler = scheduler_for(timebank)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            scheduler.start()
+            click.echo(
+                f"Scambio worker: ledger {settings.ledger_origin} on {settings.database_url}; "
+                f"jobs: {', '.join(job.name for job in scheduler.jobs)}"
+            )
+            if settings.run_jobs == "serve":
+                click.echo("note: SCAMBIO_RUN_JOBS=serve, so `scambio serve` runs jobs too")
+            try:
+                await stop.wait()
+            finally:
+                await scheduler.stop()
+        click.echo("Scambio worker stopped")
+
+    _run(go)
+
+
+@main.group()
+def jobs() -> None:
+    """Scheduled jobs: list them, run one now."""
+
+
+@jobs.command("list")
+def jobs_list() -> None:
+    """List the jobs, their schedule and catch-up window, and each one's latest run."""
+    from scambio.jobs.registry import ALL_JOBS
+
+    async def go(settings: Settings) -> dict[str, Any]:
+        from scambio.store.db import make_engine
+        from scambio.store.job_runs import last_runs
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            async with engine.connect() as conn:
+                return dict(await last_runs(conn))
+        finally:
+            await engine.dispose()
+
+    latest = _run(go)
+    for job in ALL_JOBS:
+        run = latest.get(job.name)
+        last = f"last {run.period} {run.status}" if run else "never run"
+        catch_up = f"catch-up {job.catch_up} {job.every.value}(s)"
+        click.echo(f"{job.name:<24} every {job.every.value:<7} {catch_up:<22} {last}")
+        click.echo(f"    {job.description}")
+
+
+@jobs.command("run")
+@click.argument("name")
+@click.option("--period", default=None, help="The period (default: the latest one that ended).")
+@click.option("--force", is_flag=True, help="Run it even if that period already ran.")
+def jobs_run(name: str, period: str | None, force: bool) -> None:
+    """Run job NAME for one period now, in this process (recorded like a scheduled run).
+
+    Exits 1 when the run fails or another worker is running that period.
+    """
+    from scambio.jobs.periods import Period, PeriodError, last_complete
+    from scambio.jobs.registry import ALL_JOBS
+    from scambio.jobs.runner import ALREADY_DONE, BUSY, GAVE_UP, JobRunner, UnknownJob
+
+    async def go(settings: Settings) -> Any:
+        async with _timebank(settings) as timebank:
+            runner = JobRunner(timebank, ALL_JOBS)
+            try:
+                job = runner.job(name)
+                chosen = (
+                    Period.parse(job.every, period)
+                    if period
+                    else last_complete(job.every, runner.now())
+                )
+                return await runner.run_period(job, chosen, force=force)
+            except (UnknownJob, PeriodError) as exc:
+                raise click.ClickException(str(exc)) from exc
+
+    outcome = _run(go)
+    label = f"{outcome.job} for {outcome.period}"
+    if outcome.status == ALREADY_DONE:
+        click.echo(f"{label} already ran (use --force to run it again)")
+        return
+    if outcome.status == BUSY:
+        raise click.ClickException(f"{label} is being run by another worker right now")
+    if outcome.status == GAVE_UP:
+        raise click.ClickException(
+            f"{label} failed {outcome.attempts} times; use --force to run it again"
+        )
+    click.echo(f"{label}: {outcome.status}")
+    click.echo(json.dumps(outcome.summary, indent=2, sort_keys=True))
+    if outcome.status != "succeeded":
+        raise click.ClickException(outcome.error or "the run failed")
+
+
+@ledger.command("repair-cache")
+@click.option("--reason", required=True, help="Why (recorded in the audit log).")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+def ledger_repair_cache(reason: str, dry_run: bool) -> None:
+    """Set cached balances that differ from the postings to what the postings give.
+
+    `reconcile-balances` reports differences and never fixes them; this does, holding the
+    ledger head lock, and records every change in the audit log with the reason.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from scambio.timebank.audit import CLI
+    from scambio.timebank.cache_repair import repair_cache
+
+    async def go(settings: Settings) -> Any:
+        async with _timebank(settings) as timebank:
+            try:
+                return await repair_cache(timebank, CLI, reason=reason, dry_run=dry_run)
+            except IntegrityError as exc:
+                raise click.ClickException(
+                    f"the postings give a balance outside the account's limits: {exc.orig}; "
+                    "run `scambio ledger verify`"
+                ) from exc
+
+    repair = _run(go)
+    verb = "would repair" if dry_run else "repaired"
+    for difference in repair.repaired:
+        click.echo(f"{verb}: {difference.describe()}")
+    for difference in repair.left:
+        click.echo(f"cannot repair: {difference.describe()}", err=True)
+    click.echo(
+        f"{repair.checked} accounts checked, {len(repair.repaired)} cached figure(s) {verb}"
+        + (f", {len(repair.left)} account(s) left" if repair.left else "")
+    )
+    if repair.left:
+        sys.exit(1)
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+
+@main.group()
+def report() -> None:
+    """Reports computed from the ledger (signed; recomputable from an export)."""
+
+
+@report.command("coproduction")
+@click.option("--from", "date_from", required=True, help="First day, YYYY-MM-DD (UTC).")
+@click.option("--to", "date_to", required=True, help="Day after the last, YYYY-MM-DD.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--directory-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the directory (account zones and organisations) the report used.",
+)
+def report_coproduction(
+    date_from: str, date_to: str, fmt: str, out_path: Path | None, directory_out: Path | None
+) -> None:
+    """The co-production report for [--from, --to): hours, members, reach, sponsorship."""
+    from scambio.reports.csvout import to_csv
+    from scambio.reports.dates import DateRangeError, check_range
+    from scambio.reports.signing import encode_document
+
+    try:
+        check_range(date_from, date_to)
+    except DateRangeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def go(settings: Settings) -> Any:
+        from scambio.ledger.entry import now_time
+        from scambio.reports.live import compute_report
+        from scambio.reports.pairs import ingest_pairs
+        from scambio.store.db import make_engine
+        from scambio.store.keyfile import load_key
+        from scambio.store.migrate import SchemaError, check_schema
+
+        signer = load_key(settings.key_file)
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            await check_schema(engine)
+            await ingest_pairs(engine)
+            computed = await compute_report(
+                engine, settings.ledger_origin, date_from, date_to, generated_at=now_time()
+            )
+        except SchemaError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            await engine.dispose()
+        return computed, computed.signed(signer)
+
+    computed, document = _run(go)
+    csv = fmt == "csv"
+    data = to_csv(computed.report).encode() if csv else encode_document(document) + b"\n"
+    if out_path is None:
+        sys.stdout.buffer.write(data)
+    else:
+        out_path.write_bytes(data)
+        click.echo(f"wrote the report to {out_path}", err=True)
+    if directory_out is not None:
+        directory_out.write_bytes(computed.directory.canonical() + b"\n")
+
+
+@report.command("verify")
+@click.argument("report_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--export",
+    "export_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A ledger export (scambio ledger export) at or after the report's checkpoint.",
+)
+@click.option(
+    "--directory",
+    "directory_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The directory the report was computed with.",
+)
+@click.option("--vkey", default=None, help="Pin the verifier key the ledger must be signed by.")
+def report_verify(
+    report_file: Path, export_file: Path, directory_file: Path, vkey: str | None
+) -> None:
+    """Check a signed co-production report against an export, with no database.
+
+    Verifies the export, the report's signature and checkpoint, recomputes the report
+    from the export and the directory, and exits 1 naming every difference.
+    """
+    from scambio.ledger.errors import VerificationError
+    from scambio.reports.coproduction import decode_directory
+    from scambio.reports.offline import check_report
+
+    try:
+        directory = decode_directory(directory_file.read_bytes())
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(f"{directory_file}: not a directory: {exc}") from exc
+    try:
+        check = check_report(
+            report_file.read_bytes().strip(), export_file, directory, trusted_vkey=vkey
+        )
+    except VerificationError as exc:
+        click.echo(f"FAILED: {exc}", err=True)
+        sys.exit(1)
+    if not check.ok:
+        click.echo(check.describe(), err=True)
+        sys.exit(1)
+    click.echo(check.describe())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import msgspec
 
+#: Values of SCAMBIO_RUN_JOBS.
+RUN_JOBS = ("serve", "worker", "off")
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value Scambio cannot use."""
@@ -37,8 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_size: int = 1_048_576
     #: Holds without an explicit expiry expire after this many seconds (None = never).
     default_hold_expiry: int | None = None
-    #: How often, in seconds, `serve` voids expired holds (0 = never; jobs take over later).
-    hold_sweep_interval: float = 60.0
+    #: Where the scheduled jobs run: "serve" (in every `scambio serve` process), "worker"
+    #: (only in `scambio worker`) or "off".
+    run_jobs: str = "serve"
     #: Days an accepted exchange has to be marked done, then confirmed (else it is
     #: auto-confirmed), and a dispute to be resolved, before its hold lapses.
     exchange_done_days: int = 90
@@ -144,11 +148,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     origin = env.get("SCAMBIO_LEDGER_ORIGIN") or "scambio.local/demo"
     if not origin or any(c.isspace() for c in origin) or "+" in origin:
         raise SettingsError("SCAMBIO_LEDGER_ORIGIN must be non-empty, without spaces or '+'")
-    interval = env.get("SCAMBIO_HOLD_SWEEP_INTERVAL")
-    try:
-        sweep = float(interval) if interval else 60.0
-    except ValueError:
-        raise SettingsError("SCAMBIO_HOLD_SWEEP_INTERVAL must be a number of seconds") from None
+    run_jobs = (env.get("SCAMBIO_RUN_JOBS") or "serve").lower()
+    if run_jobs not in RUN_JOBS:
+        raise SettingsError("SCAMBIO_RUN_JOBS must be serve, worker or off")
     zones_file = env.get("SCAMBIO_ZONES_FILE")
     cost = env.get("SCAMBIO_PASSWORD_HASH_COST") or "standard"
     if cost not in ("standard", "minimal"):
@@ -169,7 +171,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=_int(env, "SCAMBIO_BATCH_SIZE", 1000, 1, 10_000),
         max_body_size=_int(env, "SCAMBIO_MAX_BODY_SIZE", 1_048_576, 1024, 64 * 1_048_576),
         default_hold_expiry=_int_or_none(env, "SCAMBIO_DEFAULT_HOLD_EXPIRY", None),
-        hold_sweep_interval=sweep,
+        run_jobs=run_jobs,
         exchange_done_days=_int(env, "SCAMBIO_EXCHANGE_DONE_DAYS", 90, 1, 3650),
         exchange_confirm_days=_int(env, "SCAMBIO_EXCHANGE_CONFIRM_DAYS", 7, 1, 365),
         exchange_resolve_days=_int(env, "SCAMBIO_EXCHANGE_RESOLVE_DAYS", 30, 1, 365),

@@ -1,4 +1,11 @@
-"""Liveness and readiness in one probe: is the database reachable, is the appender running."""
+"""Liveness and readiness in one probe: is the database reachable, is the appender running.
+
+It also says what the verify-ledger job last found (`ledger`: verified, compromised or
+unverified). A compromised ledger does not make the probe fail (the service still works,
+and taking it down would hide the evidence); it is loud in the body, in the job's record
+and in the logs (CRITICAL), and staff see the first bad entry at
+GET /api/v1/ledger/verification.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from scambio.api.problems import RETRY_AFTER
 from scambio.api.schemas import HealthOut, PoliciesHealth, PolicyFileError
 from scambio.policy.loader import health as policy_health
-from scambio.store import queries
+from scambio.store import queries, verification
 from scambio.store.ledger import LedgerService
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,7 @@ async def health(ledger: NamedDependency[LedgerService]) -> Response[HealthOut]:
     try:
         async with ledger.read() as conn:
             head = await queries.head(conn)
+            verified = await verification.load(conn)
         policies = await _policies(ledger)
     except (SQLAlchemyError, OSError) as exc:
         log.warning("health check: database unreachable: %s", type(exc).__name__)
@@ -65,6 +73,8 @@ async def health(ledger: NamedDependency[LedgerService]) -> Response[HealthOut]:
             tree_size=head.size,
             appender=appender,
             policies=policies,
+            ledger="unverified" if verified is None else verified.status,
+            ledger_verified_size=None if verified is None else verified.verified_size,
         ),
         status_code=200 if appender == "running" else 503,
     )

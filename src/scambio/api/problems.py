@@ -103,6 +103,9 @@ RULE_STATUS: Final[dict[str, tuple[int, str]]] = {
     "enrolment-not-found": (404, "Enrolment not found"),
     "not-an-employee": (422, "Not an employee of the sponsor"),
     "invalid-period": (400, "Invalid period"),
+    # jobs and reports
+    "report-not-found": (404, "Report not found"),
+    "invalid-range": (422, "Invalid date range"),
 }
 
 #: Slugs for errors raised by the HTTP layer itself.

@@ -242,6 +242,11 @@ class HealthOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     detail: str | None = None
     #: Present once policy files were loaded (or refused).
     policies: PoliciesHealth | None = None
+    #: What verify-ledger last found: "verified", "compromised" (a run failed: see
+    #: GET /api/v1/ledger/verification) or "unverified" (no run yet).
+    ledger: str | None = None
+    #: The tree size verify-ledger last verified.
+    ledger_verified_size: int | None = None
 
 
 # -- people, organisations, sessions -------------------------------------------------------

@@ -61,7 +61,15 @@ from scambio.ledger.entry import (
 )
 from scambio.ledger.errors import RuleViolation, VerificationError
 from scambio.ledger.note import Checkpoint, Verifier, open_checkpoint
-from scambio.ledger.rules import AccountState, LedgerState, MovedState, apply_entry
+from scambio.ledger.rules import (
+    MAX_ANNOTATION,
+    SEMANTIC_REFS,
+    AccountState,
+    HoldState,
+    LedgerState,
+    MovedState,
+    apply_entry,
+)
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -69,6 +77,7 @@ __all__ = [
     "CheckpointLine",
     "ExportHeader",
     "LogReplayer",
+    "ReplayerSnapshot",
     "VerifyReport",
     "verify_export",
     "verify_export_file",
@@ -103,6 +112,60 @@ class CheckpointLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     checkpoint: str
 
 
+class AccountSnapshot(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    id: str
+    kind: str
+    min_balance: int | None
+    max_balance: int | None
+    posted: int
+    debits_pending: int
+    credits_pending: int
+
+
+class HoldSnapshot(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    index: int
+    id: str
+    payer: str
+    payee: str
+    minutes: int
+    expires: str | None
+
+
+class ReplayerSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A `LogReplayer` at a checkpoint, without its history: balances and limits of every
+    account, the open holds and the Merkle frontier (`popcount(size)` hashes)."""
+
+    version: int = 1
+    origin: str
+    size: int
+    frontier: list[bytes]
+    checkpoints: int
+    accounts: list[AccountSnapshot]
+    holds: list[HoldSnapshot]
+
+    def encode(self) -> bytes:
+        return _snapshot_encoder.encode(self)
+
+    @classmethod
+    def decode(cls, data: bytes) -> ReplayerSnapshot:
+        snapshot = _snapshot_decoder.decode(data)
+        if snapshot.version != 1:
+            raise ValueError(f"replayer snapshot version {snapshot.version} is not supported")
+        return snapshot
+
+
+def _only_annotations(refs: dict[str, str | int]) -> bool:
+    """Whether a transfer's refs are valid annotations (what `rules._expect_annotated`
+    accepts for a transfer): no semantic key, every value a string of at most
+    `MAX_ANNOTATION` characters. Anything else goes through the rules for their error."""
+    for key, value in refs.items():
+        if key in SEMANTIC_REFS or type(value) is not str or len(value) > MAX_ANNOTATION:
+            return False
+    return True
+
+
+_snapshot_encoder = msgspec.json.Encoder()
+_snapshot_decoder = msgspec.json.Decoder(ReplayerSnapshot)
 _header_decoder = msgspec.json.Decoder(ExportHeader)
 _checkpoint_decoder = msgspec.json.Decoder(CheckpointLine)
 #: The same codec as `entry.encode_entry`/`decode_entry` (a test checks they agree), bound
@@ -153,7 +216,15 @@ class LogReplayer:
 
     Incremental use: a replayer is the whole state of a verification, so a long-lived job
     can keep one and later feed it only the entries appended since it stopped at a
-    checkpoint (`covered == size`). Persisting it across restarts is not implemented.
+    checkpoint (`covered == size`).
+
+    Bounded memory and restarts: what only earlier entries need (every id, every
+    reversible entry's postings, resolved holds) grows with the log. `forget_history`
+    drops it at a checkpoint, keeping the balances, the open holds and the frontier, and
+    `snapshot` / `from_snapshot` persist exactly that. Entries below `history_start` are
+    then no longer in memory: whoever feeds the replayer must first tell it what later
+    entries refer to there (`remember_ids`, and the holds and reversed entries in `state`),
+    as `store.audit` does from the database.
     """
 
     __slots__ = (
@@ -166,6 +237,7 @@ class LogReplayer:
         "checkpoints",
         "covered",
         "failed_line",
+        "history_start",
         "last_entry",
         "last_leaf",
         "origin",
@@ -193,6 +265,8 @@ class LogReplayer:
         self._pending: VerificationError | None = None
         #: The last entry time that matched TIME_RE (all entries of a batch share one).
         self._time_ok: str | None = None
+        #: Entries below this index are not in memory (see `forget_history`).
+        self.history_start = 0
 
     @property
     def size(self) -> int:
@@ -215,6 +289,76 @@ class LogReplayer:
 
     def holds_open(self) -> int:
         return sum(1 for h in self.state.holds.values() if h.resolved_by is None)
+
+    # -- history, snapshots ------------------------------------------------------------
+
+    def remember_ids(self, ids: Iterable[str]) -> None:
+        """Ids of entries below `history_start`, which later entries must not reuse."""
+        self._ids.update(ids)
+
+    def _require_checkpoint(self, what: str) -> None:
+        if self.covered != self._size or self._pending is not None:
+            raise ValueError(f"{what} needs a replayer stopped at a verified checkpoint")
+
+    def forget_history(self) -> None:
+        """Drop what only entries already verified need: ids, reversible postings and
+        resolved holds. Balances, open holds and the frontier stay."""
+        self._require_checkpoint("forgetting history")
+        self._ids.clear()
+        self.state.moved.clear()
+        self.state.holds = {i: h for i, h in self.state.holds.items() if h.resolved_by is None}
+        self.history_start = self._size
+
+    def snapshot(self) -> ReplayerSnapshot:
+        """What resuming at this checkpoint needs (see `from_snapshot`)."""
+        self._require_checkpoint("a snapshot")
+        return ReplayerSnapshot(
+            origin=self.origin,
+            size=self._size,
+            frontier=list(self._frontier),
+            checkpoints=self.checkpoints,
+            accounts=[
+                AccountSnapshot(
+                    a.id,
+                    a.kind,
+                    a.min_balance,
+                    a.max_balance,
+                    a.posted,
+                    a.debits_pending,
+                    a.credits_pending,
+                )
+                for a in self.state.accounts.values()
+            ],
+            holds=[
+                HoldSnapshot(h.index, h.id, h.payer, h.payee, h.minutes, h.expires)
+                for h in self.state.holds.values()
+                if h.resolved_by is None
+            ],
+        )
+
+    @classmethod
+    def from_snapshot(cls, snapshot: ReplayerSnapshot, verifier: Verifier) -> LogReplayer:
+        """A replayer at the snapshot's checkpoint, its history forgotten."""
+        size = snapshot.size
+        if size < 0 or len(snapshot.frontier) != size.bit_count():
+            raise ValueError(f"a snapshot at size {size} needs {size.bit_count()} frontier hashes")
+        replayer = cls(snapshot.origin, verifier)
+        replayer._size = size
+        replayer._frontier = list(snapshot.frontier)
+        replayer._last_checkpoint = size
+        replayer.covered = size
+        replayer.checkpoints = snapshot.checkpoints
+        replayer.history_start = size
+        for a in snapshot.accounts:
+            replayer.state.accounts[a.id] = AccountState(
+                a.id, a.kind, a.min_balance, a.max_balance, a.posted, a.debits_pending,
+                a.credits_pending,
+            )  # fmt: skip
+        for h in snapshot.holds:
+            replayer.state.holds[h.index] = HoldState(
+                h.index, h.id, h.payer, h.payee, h.minutes, h.expires
+            )
+        return replayer
 
     # -- entries -----------------------------------------------------------------------
 
@@ -252,6 +396,7 @@ class LogReplayer:
         id_match = ENTRY_ID_RE.fullmatch
         prefix = CHECKPOINT_PREFIX
         transfer = KIND_TRANSFER
+        annotated = _only_annotations
         version = FORMAT_VERSION
         max_minutes = MAX_MINUTES
         max_memo = MAX_MEMO
@@ -308,11 +453,12 @@ class LogReplayer:
                     else:
                         ids_add(entry_id)
                         postings = entry.postings
-                        # Inlined rules.apply_entry for a valid plain two-leg transfer.
+                        # Inlined rules.apply_entry for a valid plain two-leg transfer
+                        # (annotated or not: exchanges and policy credits carry refs).
                         if (
                             entry.kind == transfer
                             and len(postings) == 2
-                            and not entry.refs
+                            and (not entry.refs or annotated(entry.refs))
                             and entry.account is None
                         ):
                             debit, credit = postings

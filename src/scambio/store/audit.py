@@ -21,10 +21,20 @@ and all their differences reported together).
 
 Incremental use: pass `resume=` a `LogReplayer` kept from an earlier audit that stopped at
 a checkpoint; only entries from its size on are read (plus the head and the accounts).
+The replayer may have forgotten its history (`LogReplayer.from_snapshot`, or
+`forget_history`): then, before each page, the audit loads from the database what the
+page's entries refer to below `history_start` (ids they must not reuse, the holds they
+post or void, the entries they reverse, with how those were resolved), found through the
+page's projected columns (checked against each entry's bytes as it is met) and read from
+rows that were verified when they were first audited. `forget_every` makes a long audit
+forget its history at checkpoints every so many entries, so that its memory stays bounded.
+`check_cache=False` leaves the cached balances out (`reconcile-balances` compares them).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -32,10 +42,18 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scambio.ledger import merkle
-from scambio.ledger.entry import KIND_HOLD, KIND_POST, KIND_REVERSAL, KIND_VOID, Entry
+from scambio.ledger.entry import (
+    KIND_HOLD,
+    KIND_POST,
+    KIND_REVERSAL,
+    KIND_TRANSFER,
+    KIND_VOID,
+    Entry,
+    decode_entry,
+)
 from scambio.ledger.errors import VerificationError
 from scambio.ledger.note import Verifier, open_checkpoint
-from scambio.ledger.rules import AccountState
+from scambio.ledger.rules import AccountState, HoldState, MovedState
 from scambio.ledger.verify import LogReplayer
 from scambio.store import queries
 from scambio.store.db import read_snapshot
@@ -45,6 +63,8 @@ __all__ = ["AuditReport", "verify_database"]
 
 #: Entries per database page.
 PAGE: Final = 2000
+#: Entries checked between two yields to the event loop.
+_YIELD_EVERY: Final = 250
 
 #: (seq, account_id, minutes, pending, balance_after) of one postings row.
 _PostingRow = tuple[int, str, int, bool, int]
@@ -85,6 +105,8 @@ async def verify_database(
     *,
     resume: LogReplayer | None = None,
     page: int = PAGE,
+    check_cache: bool = True,
+    forget_every: int | None = None,
 ) -> AuditReport:
     """Check the whole stored ledger (see the module docstring); raise VerificationError."""
     replayer = resume if resume is not None else LogReplayer(origin, verifier)
@@ -92,7 +114,7 @@ async def verify_database(
         raise ValueError("resume needs a replayer of this ledger stopped at a checkpoint")
     start = replayer.size
     async with read_snapshot(engine) as conn:
-        audit = _Audit(conn, replayer)
+        audit = _Audit(conn, replayer, forget_every)
         if start == 0:
             zero = (
                 await conn.execute(
@@ -105,7 +127,8 @@ async def verify_database(
         replayer.finish()
         await _check_head(conn, replayer, origin)
         await _check_nothing_beyond(conn, replayer.size)
-        await _check_accounts(conn, replayer)
+        if check_cache:
+            await _check_accounts(conn, replayer)
     return AuditReport(
         origin=origin,
         size=replayer.size,
@@ -123,9 +146,12 @@ async def verify_database(
 class _Audit:
     """The page-by-page walk over entries with their postings, nodes and checkpoints."""
 
-    def __init__(self, conn: AsyncConnection, replayer: LogReplayer) -> None:
+    def __init__(
+        self, conn: AsyncConnection, replayer: LogReplayer, forget_every: int | None = None
+    ) -> None:
         self.conn = conn
         self.replayer = replayer
+        self.forget_every = forget_every
         #: The tree size the current batch's entries name, until its checkpoint is met.
         self.batch_end: int | None = None
         self.checkpoints = 0
@@ -157,7 +183,12 @@ class _Audit:
                     )
                 )
             }
-            for row in rows:
+            if self.replayer.history_start:
+                await _load_history(conn, self.replayer, rows)
+            for position, row in enumerate(rows):
+                if position % _YIELD_EVERY == _YIELD_EVERY - 1:
+                    # Long audits run inside the service (verify-ledger): let requests in.
+                    await asyncio.sleep(0)
                 self.entry(row, stored_postings.get(self.replayer.size, []), stored_nodes)
                 size = self.replayer.size
                 note = notes.get(size)
@@ -177,6 +208,13 @@ class _Audit:
                             index=self.replayer.covered,
                         )
                     await self.checkpoint(size, *note)
+                    if (
+                        self.forget_every
+                        and size - self.replayer.history_start >= self.forget_every
+                        and self.replayer.pending is None
+                    ):
+                        self.replayer.forget_history()
+                        await _load_history(conn, self.replayer, rows[position + 1 :])
 
     def entry(
         self, row: Any, rows: list[_PostingRow], stored_nodes: dict[merkle.NodeId, bytes]
@@ -321,6 +359,94 @@ def _check_columns(row: Any, entry: Entry) -> None:
                 f"stored {name} column is {stored!r}, the entry says {value!r}",
                 index=entry.index,
             )
+
+
+#: Values per IN list when loading history.
+_IN_CHUNK: Final = 1000
+
+
+async def _load_history(conn: AsyncConnection, replayer: LogReplayer, rows: Sequence[Any]) -> None:
+    """Tell a replayer without history what `rows` refer to below its `history_start`.
+
+    Read from the rows' projected columns (`id`, `hold_idx`, `reverses_idx`), which the
+    audit compares with the canonical bytes as it meets each entry (a mismatch fails at
+    that entry), and from history rows the audit checked when it first met them: the ids
+    already used, the holds and reversed entries with how they were resolved or reversed.
+    """
+    if not rows:
+        return
+    start = replayer.history_start
+    state = replayer.state
+    first, last = int(rows[0].idx), int(rows[-1].idx)
+    newer, older = entries.alias("newer"), entries.alias("older")
+    reused = await conn.execute(
+        select(older.c.id)
+        .join(newer, newer.c.id == older.c.id)
+        .where(newer.c.idx >= first, newer.c.idx <= last, older.c.idx < start)
+    )
+    replayer.remember_ids(str(r.id) for r in reused)
+    holds = {
+        int(r.hold_idx)
+        for r in rows
+        if r.hold_idx is not None and 0 <= r.hold_idx < start and r.hold_idx not in state.holds
+    }
+    targets = {
+        int(r.reverses_idx)
+        for r in rows
+        if r.reverses_idx is not None
+        and 0 <= r.reverses_idx < start
+        and r.reverses_idx not in state.moved
+    }
+    if holds:
+        resolved = await _history_links(conn, entries.c.hold_idx, holds, start)
+        for entry in await _history_entries(conn, holds):
+            if entry.kind == KIND_HOLD and len(entry.postings) == 2:
+                debit, credit = entry.postings
+                expires = entry.refs.get("expires")
+                state.holds[entry.index] = HoldState(
+                    entry.index,
+                    entry.id,
+                    debit.account,
+                    credit.account,
+                    credit.minutes,
+                    expires if isinstance(expires, str) else None,
+                    resolved.get(entry.index),
+                )
+    if targets:
+        reversed_by = await _history_links(conn, entries.c.reverses_idx, targets, start)
+        for entry in await _history_entries(conn, targets):
+            if entry.kind in (KIND_TRANSFER, KIND_POST):
+                state.moved[entry.index] = MovedState(
+                    entry.index, entry.postings, reversed_by.get(entry.index)
+                )
+
+
+def _chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
+    items = sorted(set(values))
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+async def _history_entries(conn: AsyncConnection, indexes: Iterable[int]) -> list[Entry]:
+    found: list[Entry] = []
+    for chunk in _chunks(indexes):
+        rows = await conn.execute(select(entries.c.canonical).where(entries.c.idx.in_(chunk)))
+        found.extend(decode_entry(bytes(r.canonical)) for r in rows)
+    return found
+
+
+async def _history_links(
+    conn: AsyncConnection, column: Any, targets: Iterable[int], start: int
+) -> dict[int, int]:
+    """{target: index} of the entries below `start` whose `column` names a target."""
+    links: dict[int, int] = {}
+    for chunk in _chunks(targets):
+        rows = await conn.execute(
+            select(column, entries.c.idx).where(column.in_(chunk), entries.c.idx < start)
+        )
+        for target, index in rows:
+            links[int(target)] = int(index)
+    return links
 
 
 async def _postings(conn: AsyncConnection, first: int, last: int) -> dict[int, list[_PostingRow]]:
