@@ -453,3 +453,28 @@ async def test_a_new_month_brings_a_new_grant_and_old_entries_keep_their_version
     nov = await refs_of(town, f"pol.acme-care.2026-11.grant.{staff[0].account}")
     dec = await refs_of(town, f"pol.acme-care.2026-12.grant.{staff[0].account}")
     assert (nov["policy_version"], dec["policy_version"]) == (first.version, second.version)
+
+
+async def test_the_hourly_run_policies_job_issues_each_grant_once(town: Town, clock: Clock) -> None:
+    # The scheduler's job, not a direct call: the grant is issued at the first hourly run
+    # of the month and never again, however many hours (or workers) run it.
+    from scambio.jobs.registry import RUN_POLICIES
+    from scambio.jobs.runner import JobRunner
+
+    acme, staff = await acme_with_staff(town, 3)
+    town.write(
+        "acme-care.toml",
+        policy_text("acme-care", "grant", acme, {"minutes": 240, "areas": CARE, "zones": ZONES}),
+    )
+    assert (await town.apply()).ok
+    jobs = JobRunner(town.tb, [RUN_POLICIES])
+    first = await jobs.run_due("run-policies")
+    assert [o.status for o in first] == ["succeeded"]
+    assert first[0].summary["issued"] == 3
+    for person in staff:
+        assert await town.balance(restricted_account(acme, person.id)) == 240
+    clock.advance(hours=5)
+    later = await jobs.run_due("run-policies")
+    assert [o.status for o in later] == ["succeeded"]
+    assert later[0].summary["issued"] == 0
+    assert await town.balance(sponsor_account(acme)) == -720
