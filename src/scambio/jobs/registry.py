@@ -9,6 +9,7 @@
 | expire-listings | hour | the last hour |
 | verify-ledger | hour | the last hour (it verifies up to the head; whole log at 03:00) |
 | reconcile-balances | day | the last day |
+| send-digests | day | the last day |
 | co-production-report | month | 12 months, never before the ledger's first entry |
 | run-policies | hour | the last hour (each policy knows its own periods) |
 """
@@ -71,6 +72,12 @@ VERIFY_LEDGER: Final = Job(
     f"(the whole log at {ledger_jobs.FULL_VERIFY_HOUR:02d}:00 UTC).",
     keep=_HOUR_KEEP,
 )
+SEND_DIGESTS: Final = Job(
+    "send-digests",
+    Every.DAY,
+    timebank_jobs.send_digests,
+    "Email members who want a daily digest their unread notifications no email covered.",
+)
 RECONCILE_BALANCES: Final = Job(
     "reconcile-balances",
     Every.DAY,
@@ -105,6 +112,7 @@ ALL_JOBS: Final[tuple[Job, ...]] = (
     EXPIRE_LISTINGS,
     VERIFY_LEDGER,
     RECONCILE_BALANCES,
+    SEND_DIGESTS,
     COPRODUCTION_REPORT,
     *POLICY_JOBS,
 )

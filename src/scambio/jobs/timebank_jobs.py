@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from scambio.jobs.base import Result, RunContext
-from scambio.timebank import exchanges, listings
+from scambio.timebank import exchanges, listings, notifications
 
 #: Most ids a run lists in its record (the counts are always complete).
 LISTED: Final = 100
@@ -40,3 +40,10 @@ async def expire_listings(ctx: RunContext) -> Result:
 async def flush_mail(ctx: RunContext) -> Result:
     """Deliver due mail: retries of failed deliveries, and mail other processes queued."""
     return Result({"delivered": await ctx.tb.mailer.flush()})
+
+
+async def send_digests(ctx: RunContext) -> Result:
+    """Email each member who asked for it one summary of their unread notifications that no
+    email covered yet (`timebank.notifications.send_digests`)."""
+    run = await notifications.send_digests(ctx.tb)
+    return Result({"members": run.members, "notifications": run.notifications})
