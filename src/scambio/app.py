@@ -164,6 +164,10 @@ def openapi_config() -> OpenAPIConfig:
                 name="exchanges",
                 description="Exchanges, group exchanges, thanks, member statements",
             ),
+            Tag(
+                name="federation",
+                description="Peer timebanks, cross-timebank transfers, node-to-node protocol",
+            ),
             Tag(name="service", description="Home page and health"),
         ],
     )

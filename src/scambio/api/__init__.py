@@ -7,6 +7,7 @@ from litestar import Router
 from scambio.api import (
     accounts,
     exchanges,
+    federation,
     ledger,
     listings,
     matching,
@@ -39,6 +40,7 @@ def api_router() -> Router:
             *matching.ROUTES,
             *exchanges.ROUTES,
             *statement.ROUTES,
+            *federation.ROUTES,
         ],
         guards=[access_guard],
     )
