@@ -2,8 +2,9 @@
 node-to-node protocol (other Scambio nodes).
 
 Node-to-node routes are `public` for the bearer guard: they are authenticated by an
-RFC 9421 signature with the peer's Ed25519 key instead, checked here before anything else
-(unknown key, bad signature, stale or replayed request are each their own 401 problem).
+RFC 9421 signature with the peer's Ed25519 key instead, checked here before anything else,
+even before the body is decoded (unknown key, bad signature, stale or replayed request are
+each their own 401 problem). Their bodies are documented in docs/federation.md.
 The nonce of every accepted request is kept for the freshness window, so a replay is
 refused. See docs/federation.md for the protocol.
 """
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from litestar import Request, Response, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
@@ -434,14 +435,14 @@ async def send_transfer(
 async def list_transfers(
     timebank: NamedDependency[Timebank],
     peer: str | None = None,
-    state: str | None = None,
+    state_filter: Annotated[str | None, Parameter(query="state")] = None,
     after: str | None = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
 ) -> FedTransfersOut:
     rows = await fed.listing(
         timebank,
         peer=peer,
-        states=None if state is None else (state,),
+        states=None if state_filter is None else (state_filter,),
         limit=limit,
         after=after,
     )
@@ -547,7 +548,6 @@ async def authenticate_peer(request: Request[Any, Any, Any], tb: Timebank) -> Pe
 async def node_prepare(
     request: Request[Any, Any, Any],
     timebank: NamedDependency[Timebank],
-    data: JSONBody[PrepareIn],
 ) -> TransferState:
     peer = await authenticate_peer(request, timebank)
     return await fed.on_prepare(timebank, peer, await strict_body(request, PrepareIn))
@@ -565,7 +565,6 @@ async def node_prepare(
 async def node_commit(
     request: Request[Any, Any, Any],
     timebank: NamedDependency[Timebank],
-    data: JSONBody[DecisionIn],
 ) -> TransferState:
     peer = await authenticate_peer(request, timebank)
     return await fed.on_commit(timebank, peer, await strict_body(request, DecisionIn))
@@ -587,7 +586,6 @@ async def node_commit(
 async def node_abort(
     request: Request[Any, Any, Any],
     timebank: NamedDependency[Timebank],
-    data: JSONBody[DecisionIn],
 ) -> TransferState:
     peer = await authenticate_peer(request, timebank)
     return await fed.on_abort(timebank, peer, await strict_body(request, DecisionIn))
@@ -609,7 +607,6 @@ async def node_abort(
 async def node_status(
     request: Request[Any, Any, Any],
     timebank: NamedDependency[Timebank],
-    data: JSONBody[StatusIn],
 ) -> StatusOut:
     peer = await authenticate_peer(request, timebank)
     body = await strict_body(request, StatusIn)
