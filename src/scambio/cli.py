@@ -300,9 +300,22 @@ def ledger() -> None:
 
 
 @ledger.command("export")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def ledger_export(out_path: Path) -> None:
-    """Write the ledger as JSON Lines: header, canonical entries, signed checkpoints."""
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("jsonl", "csv", "hledger")),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: the verifiable export; csv: accounts, transfers and members tables in the "
+    "directory OUT; hledger: a journal for hledger.",
+)
+def ledger_export(out_path: Path, fmt: str) -> None:
+    """Write the ledger as JSON Lines: header, canonical entries, signed checkpoints
+    (or, with --format, as CSV tables or an hledger journal)."""
+    if fmt != "jsonl":
+        _export_other(out_path, fmt)
+        return
 
     async def go(settings: Settings) -> int:
         from scambio.store.db import make_engine
@@ -593,6 +606,75 @@ def federation_reconcile(peer_name: str | None) -> None:
             click.echo(f"  {finding.kind}{where}: {finding.detail}")
     if any(not r.ok for r in reports):
         sys.exit(1)
+
+
+# -- import and export for other tools -------------------------------------------------------
+
+
+def _export_other(out_path: Path, fmt: str) -> None:
+    async def go(settings: Settings) -> str:
+        from scambio.federation.export import export_csv, export_hledger
+        from scambio.store.db import make_engine
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            if fmt == "csv":
+                out_path.mkdir(parents=True, exist_ok=True)
+                counts = await export_csv(engine, out_path)
+                return ", ".join(f"{n} {name}" for name, n in counts.items())
+            tmp = out_path.with_name(out_path.name + ".partial")
+            try:
+                with tmp.open("w", encoding="utf-8") as out:
+                    count = await export_hledger(engine, out)
+                tmp.replace(out_path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return f"{count} transactions"
+        finally:
+            await engine.dispose()
+
+    click.echo(f"exported {_run(go)} to {out_path}")
+
+
+@main.command("import")
+@click.argument("source", type=click.Choice(("timeoverflow", "komunitin", "ces")))
+@click.argument("files", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check and report; write nothing.")
+def import_cmd(source: str, files: tuple[Path, Path], dry_run: bool) -> None:
+    """Import members, balances and transfers from SOURCE's CSV export.
+
+    FILES: TimeOverflow members.csv transfers.csv; Komunitin accounts.csv transfers.csv;
+    CES users.csv trades.csv. A malformed file imports nothing (exit 1, every error with
+    its line).
+    """
+    from scambio.federation import imports
+
+    try:
+        parsed = imports.parse(source, imports.read_files(files))
+    except imports.ImportFailed as exc:
+        for error in exc.errors:
+            click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+    async def go(settings: Settings) -> Any:
+        from scambio.ledger.errors import RuleViolation
+        from scambio.timebank.audit import CLI
+
+        async with _started(settings) as tb:
+            try:
+                return await imports.run_import(tb, CLI, parsed, dry_run=dry_run)
+            except RuleViolation as exc:
+                raise click.ClickException(exc.detail) from exc
+
+    report = _run(go)
+    click.echo(report.summary())
+    for skipped in report.skipped:
+        click.echo(f"  skipped {skipped.where}: {skipped.reason}")
+    for opening in report.opening_balances:
+        click.echo(
+            f"  opening balance {opening['person']}: {opening['adjustment']:+d} minutes "
+            f"(source {opening['source_balance']}, history {opening['from_history']})"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover
