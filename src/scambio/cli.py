@@ -612,6 +612,9 @@ def federation_reconcile(peer_name: str | None) -> None:
 
 
 def _export_other(out_path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        out_path.mkdir(parents=True, exist_ok=True)
+
     async def go(settings: Settings) -> str:
         from scambio.federation.export import export_csv, export_hledger
         from scambio.store.db import make_engine
@@ -619,7 +622,6 @@ def _export_other(out_path: Path, fmt: str) -> None:
         engine = make_engine(settings.database_url, null_pool=True)
         try:
             if fmt == "csv":
-                out_path.mkdir(parents=True, exist_ok=True)
                 counts = await export_csv(engine, out_path)
                 return ", ".join(f"{n} {name}" for name, n in counts.items())
             tmp = out_path.with_name(out_path.name + ".partial")
