@@ -165,7 +165,7 @@ async def export_hledger(engine: AsyncEngine, out: TextIO) -> int:
         }
         out.write(f"; Scambio ledger {head.origin}, tree size {head.size}\n")
         out.write(f"; minutes as the commodity {COMMODITY!r}; holds and voids move nothing\n\n")
-        out.write(f"commodity 1 {COMMODITY}\n\n")
+        out.write(f"commodity 1. {COMMODITY}\n\n")
         for account_id in sorted(kinds):
             out.write(f"account {hledger_account(kinds[account_id], account_id)}\n")
         out.write("\n")

@@ -38,7 +38,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -86,6 +86,7 @@ FILES: Final = {
     ),
 }
 _HOURS_RE: Final = re.compile(r"(-?)(\d{1,7}):([0-5]\d)")
+_DECIMAL_RE: Final = re.compile(r"-?\d{1,7}(\.\d{1,9})?")
 _encoder: Final = msgspec.json.Encoder(order="sorted")
 _CHUNK: Final = 500
 
@@ -173,11 +174,10 @@ def hours_to_minutes(text: str) -> int:
     if match:
         sign = -1 if match.group(1) else 1
         return sign * (int(match.group(2)) * 60 + int(match.group(3)))
-    try:
-        value = Decimal(text) * 60
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount of hours (1:30 or 1.5)") from None
-    if not value.is_finite() or value != value.to_integral_value():
+    if not _DECIMAL_RE.fullmatch(text):
+        raise ValueError(f"{text!r} is not an amount of hours (1:30 or 1.5)")
+    value = Decimal(text) * 60
+    if value != value.to_integral_value():
         raise ValueError(f"{text!r} hours is not a whole number of minutes")
     return int(value)
 
@@ -267,7 +267,14 @@ def parse(source: str, files: Sequence[tuple[str, bytes]]) -> Parsed:
     for where, row in move_rows:
         _move(source, where, row, by_key=by_key, parsed=parsed, errors=errors)
     if errors:
-        raise ImportFailed(errors)
+        order = {name: i for i, (name, _data) in enumerate(files)}
+
+        def position(error: str) -> tuple[int, int]:
+            name, _, rest = error.partition(":")
+            line = rest.split(":", 1)[0]
+            return order.get(name, -1), int(line) if line.isdigit() else 0
+
+        raise ImportFailed(sorted(errors, key=position))
     return parsed
 
 
