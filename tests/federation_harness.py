@@ -10,6 +10,7 @@ It records every request's raw bytes, so a test can replay one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -26,6 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from scambio.ledger.note import Verifier
+from scambio.store.audit import verify_database
+from scambio.store.db import make_engine
+from scambio.store.keyfile import load_or_create_key
+from scambio.store.tokens import issue_token
 
 PASSWORD = "correct horse battery staple"
 #: Seconds a node waits for its peer (kept short so that faults resolve quickly).
@@ -222,9 +229,33 @@ class Node:
         return result
 
     def prepare(self) -> None:
+        """The node key and an admin token, made in-process (as `scambio key` and `scambio
+        token issue` would, without two more interpreters starting)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.vkey = self.cli("key").stdout.strip()
-        self.token = self.cli("token", "issue", "--role", "admin").stdout.strip()
+        signer = load_or_create_key(self.data_dir / "node.key", self.origin)
+        self.vkey = signer.verifier().to_string()
+
+        async def issue() -> str:
+            engine = make_engine(self.db_url, null_pool=True)
+            try:
+                return await issue_token(engine, "admin", "federation tests")
+            finally:
+                await engine.dispose()
+
+        self.token = asyncio.run(issue())
+
+    def verify(self) -> str:
+        """Verify the node's ledger in its database, as `scambio ledger verify` does."""
+
+        async def run() -> str:
+            engine = make_engine(self.db_url, null_pool=True)
+            try:
+                report = await verify_database(engine, Verifier.from_string(self.vkey), self.origin)
+                return report.describe()
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(run())
 
     def start(self) -> None:
         self.log = self.data_dir / f"serve-{self.port}.log"

@@ -22,6 +22,7 @@ from scambio.store.db import make_engine
 from scambio.store.people_tables import audit_log
 
 from .api_helpers import PASSWORD, Api, Person, exchange_in, new_uuid, running_api
+from .federation_rows import federation_rows
 
 MEMBER, OTHER, ORG, OTHER_ORG = "marco", "giulia", "paolo", "bea"
 MANAGER, AUDITOR, ADMIN = "manager", "auditor", "admin"
@@ -490,6 +491,8 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
             fixed("GET", f"/api/v1/members/{marco.id}/statement.csv"),
             expect(403, marco=200, manager=200, auditor=200, admin=200),
         ),
+        # -- federation (peers: admins; node-to-node: signatures, never tokens) -----------
+        *federation_rows(expect),
         # -- sessions (last: they change tokens and passwords) ---------------------------
         ("list tokens", fixed("GET", "/api/v1/auth/tokens"), MEMBER_ONLY),
         (

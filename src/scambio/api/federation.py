@@ -16,7 +16,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from litestar import Request, Response, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
@@ -343,7 +343,7 @@ async def reconcile_peer(
 )
 async def list_reconciliations(
     timebank: NamedDependency[Timebank],
-    peer: str | None = None,
+    peer: Annotated[str | None, QueryParameter(max_length=32)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
 ) -> ReconciliationsOut:
     return ReconciliationsOut(items=await reconcile_mod.history(timebank, peer=peer, limit=limit))
@@ -434,15 +434,15 @@ async def send_transfer(
 )
 async def list_transfers(
     timebank: NamedDependency[Timebank],
-    peer: str | None = None,
-    state_filter: Annotated[str | None, Parameter(query="state")] = None,
-    after: str | None = None,
+    peer: Annotated[str | None, QueryParameter(max_length=32)] = None,
+    state_: Annotated[str | None, QueryParameter(name="state", max_length=20)] = None,
+    after: Annotated[str | None, QueryParameter(max_length=36)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
 ) -> FedTransfersOut:
     rows = await fed.listing(
         timebank,
         peer=peer,
-        states=None if state_filter is None else (state_filter,),
+        states=None if state_ is None else (state_,),
         limit=limit,
         after=after,
     )
