@@ -317,3 +317,65 @@ async def test_recovery_aborts_past_the_deadline(db_url: str, tmp_path: Path) ->
         assert (account["posted"], account["pending"]) == (0, 0)
         clearing = (await api.get("/api/v1/accounts/clearing.zona6")).json()
         assert (clearing["posted"], clearing["pending"]) == (0, 0)
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_peer_commands_and_exports(db_url: str, tmp_path: Path) -> None:
+    """`scambio peer add/change/list`, `federation recover`, `import` and `ledger export`
+    on one database (each change audited, errors as messages, not tracebacks)."""
+    from click.testing import CliRunner
+
+    from scambio.cli import main
+
+    env = {
+        "SCAMBIO_DATA_DIR": str(tmp_path / "var"),
+        "SCAMBIO_DATABASE_URL": db_url,
+        "SCAMBIO_LEDGER_ORIGIN": ORIGIN,
+        "SCAMBIO_PASSWORD_HASH_COST": "minimal",
+    }
+    runner = CliRunner()
+    vkey = PEER_KEY.verifier().to_string()
+    added = runner.invoke(
+        main,
+        ["peer", "add", "zona6", "--url", NOWHERE, "--vkey", vkey, "--rate", "1:2"],
+        env=env,
+    )
+    assert added.exit_code == 0, added.output
+    assert "zona6" in added.output and "rate 1:2" in added.output
+    twice = runner.invoke(main, ["peer", "add", "zona6", "--url", NOWHERE, "--vkey", vkey], env=env)
+    assert twice.exit_code == 1 and "exists already" in twice.output
+    bad_rate = runner.invoke(
+        main, ["peer", "add", "x", "--url", NOWHERE, "--vkey", vkey, "--rate", "2"], env=env
+    )
+    assert bad_rate.exit_code == 2 and "OURS:THEIRS" in bad_rate.output
+    changed = runner.invoke(
+        main, ["peer", "change", "zona6", "--max-we-owe", "30", "--reason", "trial"], env=env
+    )
+    assert changed.exit_code == 0, changed.output
+    assert "we may owe 30" in changed.output
+    listed = runner.invoke(main, ["peer", "list"], env=env)
+    assert listed.output.startswith("zona6") and "clearing.zona6" in listed.output
+    recovered = runner.invoke(main, ["federation", "recover"], env=env)
+    assert recovered.exit_code == 0 and recovered.output.startswith("examined 0")
+    unknown = runner.invoke(main, ["federation", "reconcile", "--peer", "nobody"], env=env)
+    assert unknown.exit_code == 1 and "no peer named 'nobody'" in unknown.output
+    data = Path(__file__).parent / "data" / "ces"
+    imported = runner.invoke(
+        main, ["import", "ces", str(data / "users.csv"), str(data / "trades.csv")], env=env
+    )
+    assert imported.exit_code == 0, imported.output
+    assert "4 members, 3 transfers" in imported.output
+    assert "skipped trades.csv:5: 'ZA01-0099' is not in the export's people" in imported.output
+    journal = tmp_path / "out.journal"
+    exported = runner.invoke(
+        main, ["ledger", "export", "--format", "hledger", "--out", str(journal)], env=env
+    )
+    assert exported.exit_code == 0, exported.output
+    assert "member:m-" in journal.read_text()
+    tables = runner.invoke(
+        main, ["ledger", "export", "--format", "csv", "--out", str(tmp_path / "csv")], env=env
+    )
+    assert tables.exit_code == 0, tables.output
+    assert "4 members" in tables.output

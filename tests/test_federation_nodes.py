@@ -362,6 +362,8 @@ def test_reconciliation_agrees_then_catches_a_rewritten_history(
     }
     assert report["transfers_compared"] == len(known) >= 1
     assert pair.b.reconcile("alfa")["ok"]
+    # The command line runs the same job.
+    assert "beta: OK" in pair.a.cli("federation", "reconcile", "--peer", "beta").stdout
     # b stops, keeps a backup of its database, goes on (a sees the newer checkpoint)...
     b = pair.b
     b.stop()
@@ -392,6 +394,8 @@ def test_reconciliation_agrees_then_catches_a_rewritten_history(
         assert not rewritten["ok"]
         kinds = {f["kind"] for f in rewritten["findings"]}
         assert "history-rewritten" in kinds, rewritten
+        loud = pair.a.cli("federation", "reconcile", "--peer", "beta", check=False)
+        assert loud.returncode == 1 and "history-rewritten" in loud.stdout
         # a's own ledger is untouched and verifies.
         assert pair.a.verify().startswith("OK")
         # ...and the command line says the same.
