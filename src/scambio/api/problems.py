@@ -111,6 +111,8 @@ RULE_STATUS: Final[dict[str, tuple[int, str]]] = {
     "transfer-unknown": (404, "Transfer unknown"),
     "transfer-aborted": (409, "Transfer aborted"),
     "transfer-committed": (409, "Transfer committed"),
+    "peer-unreachable": (422, "Peer unreachable"),
+    "interrupted": (422, "Transfer interrupted"),
 }
 
 #: Slugs for errors raised by the HTTP layer itself.

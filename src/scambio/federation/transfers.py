@@ -382,8 +382,12 @@ async def _start(tb: Timebank, peer: Peer, row: FedTransfer) -> FedTransfer:
             reason=violation.detail[:1000],
         )
         raise violation
-    await _cas(tb, row, ("preparing",), state="held", hold_index=outcome.index)
-    return await _raise_refusal(await _prepare(tb, peer, await _reload(tb, row)))
+    held = await _cas(tb, row, ("preparing",), state="held", hold_index=outcome.index)
+    row = await _reload(tb, row)
+    if not held:
+        # Recovery decided meanwhile (an abort of an interrupted transfer): follow it.
+        return await _raise_refusal(row)
+    return await _raise_refusal(await _prepare(tb, peer, row))
 
 
 async def _prepare(tb: Timebank, peer: Peer, row: FedTransfer) -> FedTransfer:
