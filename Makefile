@@ -18,6 +18,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/scambio db upgrade
+	$(BIN)/scambio demo seed --if-empty
 	$(BIN)/scambio serve --host $(HOST) --port $(PORT)
 
 lint: install
@@ -35,6 +36,7 @@ test: lint typecheck pytest
 bench: install
 	$(BIN)/python bench/append.py --db both
 	$(BIN)/python bench/proofs.py
+	$(BIN)/python bench/http.py
 
 vectors: install
 	$(BIN)/python -m scambio.ledger.vectorgen ledger/vectors

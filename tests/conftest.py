@@ -13,6 +13,7 @@ import itertools
 import os
 import queue
 import shutil
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -47,6 +48,30 @@ def _libpq(url: str) -> str:
 
 def _with_db(url: str, name: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + name
+
+
+_admin_conn: dict[str, psycopg.Connection[object]] = {}
+_admin_lock = threading.Lock()
+
+
+def _admin(statement: str) -> None:
+    """Run one statement on an admin connection of this thread, reconnecting once when
+    the server went away (the bank workload restarts PostgreSQL in CI)."""
+    key = threading.current_thread().name
+    for attempt in (1, 2):
+        conn = _admin_conn.get(key)
+        if conn is None or conn.closed:
+            with _admin_lock:
+                conn = _admin_conn[key] = psycopg.connect(
+                    _libpq(ADMIN_URL), autocommit=True, connect_timeout=10
+                )
+        try:
+            conn.execute(statement)  # type: ignore[arg-type]
+            return
+        except psycopg.OperationalError:
+            conn.close()
+            if attempt == 2:
+                raise
 
 
 class Postgres:
@@ -89,20 +114,21 @@ class Postgres:
             self._creates.put(True)
 
     def _create_loop(self) -> None:
-        with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
-            while self._creates.get():
-                name = f"scambio_t_{os.getpid()}_{next(_counter)}"
-                try:
-                    c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
-                except psycopg.Error as exc:
-                    self._ready.put(exc)
-                else:
-                    self._ready.put(name)
+        while self._creates.get():
+            name = f"scambio_t_{os.getpid()}_{next(_counter)}"
+            try:
+                _admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+            except psycopg.Error as exc:
+                self._ready.put(exc)
+            else:
+                self._ready.put(name)
 
     def _drop_loop(self) -> None:
-        with psycopg.connect(_libpq(ADMIN_URL), autocommit=True) as c:
-            while (name := self._drops.get()) is not None:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        while (name := self._drops.get()) is not None:
+            try:
+                _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except psycopg.Error as exc:  # a leftover database is not a test failure
+                print(f"could not drop {name}: {exc}", file=sys.stderr)
 
     def create(self) -> str:
         self._creates.put(True)
@@ -197,6 +223,8 @@ def make_settings(db_url: str, tmp_path: Path, **env: str) -> Settings:
         "SCAMBIO_DATABASE_URL": db_url,
         "SCAMBIO_DATA_DIR": str(tmp_path / "var"),
         "SCAMBIO_LEDGER_ORIGIN": ORIGIN,
+        # No policy files unless a test writes some: the repository's examples stay out.
+        "SCAMBIO_POLICIES_DIR": str(tmp_path / "policies"),
     }
     base.update(env)
     return load_settings(base)

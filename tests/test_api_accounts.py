@@ -48,6 +48,7 @@ async def test_explicit_null_limits_are_unbounded(api: Api) -> None:
         "available": 0,
         "min_balance": None,
         "max_balance": 6000,
+        "tree_size": 1,
     }
 
 

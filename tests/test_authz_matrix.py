@@ -10,6 +10,8 @@ other. A refused request (4xx) must change nothing: neither the ledger nor the a
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +271,84 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
 
         return make
 
+    # -- notifications, email changes, organisation status ------------------------------
+    async def marcos_notification(w: World) -> Request:
+        await exchange_in(w.api, giulia, marco, "proposed", minutes=2)
+        page = (await w.api.get("/api/v1/notifications", role=MEMBER, limit=1)).json()
+        return "POST", f"/api/v1/notifications/{page['items'][0]['id']}/read", None
+
+    async def email_change(w: World) -> Request:
+        body = {"email": f"{w.unique()}@example.org", "password": PASSWORD}
+        return "POST", "/api/v1/auth/email-change", body
+
+    async def set_offline_email(w: World) -> Request:
+        created = await w.api.post("/api/v1/members", {"name": f"Offline {w.unique()}"})
+        body = {"email": f"{w.unique()}@example.org", "reason": "her daughter's"}
+        return "POST", f"/api/v1/members/{created.json()['id']}/email", body
+
+    async def fresh_org(w: World) -> str:
+        body = {"name": f"Org {w.unique()}", "kind": "nonprofit"}
+        created = await w.api.post("/api/v1/organisations", body, role=MANAGER)
+        return str(created.json()["id"])
+
+    async def suspend_org(w: World) -> Request:
+        return "POST", f"/api/v1/organisations/{await fresh_org(w)}/suspend", {"reason": "r"}
+
+    async def reactivate_org(w: World) -> Request:
+        org_id = await fresh_org(w)
+        await w.api.post(f"/api/v1/organisations/{org_id}/suspend", {"reason": "r"})
+        return "POST", f"/api/v1/organisations/{org_id}/reactivate", {"reason": "r"}
+
+    settings_path = "/api/v1/members/me/notification-settings"
+
+    # -- sponsorship policies (Acme's grant, enrolling by its admin; the community pool) --
+    async def policies(w: World) -> tuple[str, str]:
+        """Apply the two policies once per world; (grant id, pool id)."""
+        if not getattr(w, "policies_applied", False):
+            await apply_matrix_policies(w)
+            w.policies_applied = True  # type: ignore[attr-defined]
+        return GRANT_POLICY, POOL_POLICY
+
+    def on_policy(suffix: str = "", method: str = "GET") -> Make:
+        async def make(w: World) -> Request:
+            grant, _pool = await policies(w)
+            return method, f"/api/v1/policies/{grant}{suffix}", None
+
+        return make
+
+    async def policy_version(w: World) -> Request:
+        await policies(w)
+        versions = (await w.api.get(f"/api/v1/policies/{GRANT_POLICY}/versions")).json()
+        return "GET", f"/api/v1/policy-versions/{versions['items'][0]['version']}", None
+
+    async def employee(w: World) -> Person:
+        member = await w.fresh_member()
+        link = await w.api.post(
+            f"/api/v1/organisations/{acme['id']}/employees", {"member_id": member.id}
+        )
+        accepted = await w.api.post(
+            f"/api/v1/employee-links/{link.json()['id']}/accept", role=member.key
+        )
+        assert accepted.status_code == 200, accepted.text
+        return member
+
+    async def enrol(w: World) -> Request:
+        grant, _pool = await policies(w)
+        member = await employee(w)
+        return "PUT", f"/api/v1/policies/{grant}/enrolments/{member.id}", None
+
+    async def unenrol(w: World) -> Request:
+        method, path, _body = await enrol(w)
+        assert (await w.api.request(method, path)).status_code == 201
+        return "DELETE", path, None
+
+    async def pool_grant(w: World) -> Request:
+        _grant, pool = await policies(w)
+        body = {"id": new_uuid(), "member_id": giulia.id, "minutes": 1, "reason": "hardship"}
+        return "POST", f"/api/v1/policies/{pool}/pool-grants", body
+
+    sponsor_reader = expect(403, paolo=200, manager=200, auditor=200, admin=200)
+
     marco_account = f"/api/v1/accounts/{marco.account}"
     acme_account = f"/api/v1/accounts/{acme['account_id']}"
     return [
@@ -491,6 +571,49 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
             fixed("GET", f"/api/v1/members/{marco.id}/statement.csv"),
             expect(403, marco=200, manager=200, auditor=200, admin=200),
         ),
+        # -- notifications, email changes, organisation status ----------------------------
+        ("notifications", fixed("GET", "/api/v1/notifications?unread=true"), MEMBER_ONLY),
+        (
+            "read notification",
+            marcos_notification,
+            expect(404, marco=200, manager=403, auditor=403, admin=403),
+        ),
+        ("read all notifications", fixed("POST", "/api/v1/notifications/read-all"), MEMBER_ONLY),
+        ("notification settings", fixed("GET", settings_path), MEMBER_ONLY),
+        (
+            "change notification settings",
+            fixed("PUT", settings_path, {"email": {"exchange.done": False}, "digest": False}),
+            MEMBER_ONLY,
+        ),
+        ("email change", email_change, expect(202, manager=403, auditor=403, admin=403)),
+        (
+            "email change confirm",
+            fixed("POST", "/api/v1/auth/email-change/confirm", {"token": "eml_" + "A" * 43}),
+            expect(422, anon=422),
+        ),
+        ("set offline member's email", set_offline_email, STAFF_ONLY_200),
+        ("suspend org", suspend_org, STAFF_ONLY_200),
+        ("reactivate org", reactivate_org, STAFF_ONLY_200),
+        # -- sponsorship policies --------------------------------------------------------
+        ("list policies", on_policy_list(policies), READ_ALL),
+        ("view policy", on_policy(), READ_ALL),
+        ("policy versions", on_policy("/versions"), READ_ALL),
+        ("policy version text", policy_version, READ_ALL),
+        ("simulate policy", on_policy("/simulate?period=2026-11"), sponsor_reader),
+        ("policy enrolments", on_policy("/enrolments"), sponsor_reader),
+        ("enrol in policy", enrol, expect(403, paolo=201, manager=201, admin=201)),
+        ("unenrol from policy", unenrol, expect(403, paolo=204, manager=204, admin=204)),
+        ("grant from pool", pool_grant, STAFF_ONLY_WRITE),
+        (
+            "sponsorship figures",
+            fixed("GET", f"/api/v1/organisations/{acme['id']}/sponsorship"),
+            sponsor_reader,
+        ),
+        (
+            "sponsored credit",
+            fixed("GET", f"/api/v1/members/{marco.id}/sponsored-credit"),
+            expect(403, marco=200, manager=200, auditor=200, admin=200),
+        ),
         # -- federation (peers: admins; node-to-node: signatures, never tokens) -----------
         *federation_rows(expect),
         # -- sessions (last: they change tokens and passwords) ---------------------------
@@ -516,6 +639,50 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
         ),
         ("logout", fixed("POST", "/api/v1/auth/logout"), expect(204)),
     ]
+
+
+#: Policy ids with four dashes, so that the route check below sees them as parameters.
+GRANT_POLICY = "acme-care-grant-matrix-x"
+POOL_POLICY = "community-pool-matrix-test-x"
+
+
+def on_policy_list(policies: Callable[[World], Awaitable[tuple[str, str]]]) -> Make:
+    async def make(w: World) -> Request:
+        await policies(w)
+        return "GET", "/api/v1/policies", None
+
+    return make
+
+
+async def apply_matrix_policies(w: World) -> None:
+    """Acme's grant (its admin enrols employees) and a funded community pool."""
+    from scambio.ledger.entry import now_time
+    from scambio.policy.loader import apply_directory
+
+    from .policy_helpers import policy_text
+
+    folder = Path(tempfile.mkdtemp(prefix="matrix-policies-"))
+    (folder / "grant.toml").write_text(
+        policy_text(
+            GRANT_POLICY,
+            "grant",
+            w.acme["id"],
+            {"minutes": 60, "areas": ["childcare"], "enrolment": "by-admin"},
+        )
+    )
+    (folder / "pool.toml").write_text(
+        policy_text(POOL_POLICY, "pool", None, {"member_cap_minutes": 60000})
+    )
+    engine = make_engine(str(w.api.ledger.engine.url), null_pool=True)
+    try:
+        assert (await apply_directory(engine, folder, now_time())).ok
+    finally:
+        await engine.dispose()
+        shutil.rmtree(folder)
+    await w.api.open("pool:community", "pool")
+    await w.api.open("fund-matrix", "sponsor")
+    funded = await w.api.transfer("fund-matrix", "pool:community", 100_000)
+    assert funded.status_code == 201, funded.text
 
 
 @pytest.fixture
@@ -578,6 +745,7 @@ async def test_every_route_is_in_the_matrix(world: World) -> None:
             or part.isdigit()
             or part.count("-") == 4
             or part.startswith(("m-", "o-"))
+            or (len(part) == 64 and all(c in "0123456789abcdef" for c in part))
             else part
             for part in path.removeprefix("/api/v1/").split("/")
         )

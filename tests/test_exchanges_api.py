@@ -30,7 +30,16 @@ from scambio.store.exchanges_tables import (
 from scambio.store.people_tables import audit_log, outbox
 from scambio.timebank.exchanges import auto_confirm_due
 
-from .api_helpers import Api, Person, assert_problem, exchange_in, in_app, new_uuid, running_api
+from .api_helpers import (
+    Api,
+    Person,
+    assert_problem,
+    exchange_in,
+    in_app,
+    new_uuid,
+    post_listing,
+    running_api,
+)
 from .conftest import ORIGIN, Clock
 
 
@@ -55,6 +64,8 @@ async def test_the_homework_story_over_http(api: Api, clock: Clock) -> None:
     await api.add_member("bruno")
 
     # Giulia offers homework help; Marco requests it; they agree 90 minutes.
+    offer = await post_listing(api, "giulia", title="Homework help")
+    brunos = await post_listing(api, "bruno", title="Bike repairs")
     body = {
         "id": new_uuid(),
         "provider": giulia.account,
@@ -62,14 +73,20 @@ async def test_the_homework_story_over_http(api: Api, clock: Clock) -> None:
         "minutes": 90,
         "title": "Homework help, Zone 6",
         "area": "training_empowerment",
-        "listing_id": "lst-42",
+        "listing_id": offer["id"],
     }
+    # The listing must exist, and be the offer of the provider (or the request of the
+    # receiver) that the exchange comes from.
+    unknown = await api.post("/api/v1/exchanges", {**body, "listing_id": "lst-42"}, role="giulia")
+    assert assert_problem(unknown, 404, "listing-not-found")["field"] == "listing_id"
+    wrong = await api.post("/api/v1/exchanges", {**body, "listing_id": brunos["id"]}, role="giulia")
+    assert assert_problem(wrong, 422, "invalid-field")["field"] == "listing_id"
     proposed = await api.post("/api/v1/exchanges", body, role="giulia")
     assert proposed.status_code == 201, proposed.text
     ex = proposed.json()
     assert proposed.headers["location"] == f"/api/v1/exchanges/{ex['id']}"
     assert (ex["state"], ex["proposer_side"]) == ("proposed", "provider")
-    assert ex["listing_id"] == "lst-42"
+    assert ex["listing_id"] == offer["id"]
     assert ex["provider"] == {
         "account": giulia.account,
         "kind": "member",

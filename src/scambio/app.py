@@ -65,6 +65,10 @@ returns 200 and the original body; reusing an id for different fields is a 409 n
 the field. Success is reported only after the commit.
 
 **Amounts** are whole minutes, strictly integers: `90.0` and `"90"` are refused.
+
+**Rate limits.** Write requests are limited per token and per client address (settings
+`SCAMBIO_WRITE_RATE`, `SCAMBIO_WRITE_BURST`); beyond them: 429 `too-many-requests` with
+`Retry-After`, and nothing changes.
 """
 
 
@@ -91,12 +95,38 @@ async def sweep_holds(ledger: LedgerService, interval: float) -> None:
             log.info("hold expiry sweep voided %d hold(s)", len(voided))
 
 
+async def apply_policies(timebank: Timebank) -> None:
+    """Load the policies directory. A bad file keeps the last valid version of its policy
+    in force and is reported in `/health` and the log; nothing here stops the service."""
+    from scambio.ledger.entry import format_time
+    from scambio.policy.loader import apply_directory
+
+    settings = timebank.settings
+    try:
+        report = await apply_directory(
+            timebank.engine,
+            settings.policies_dir,
+            format_time(timebank.clock()),
+            zones=timebank.zones.ids,
+        )
+    except Exception as exc:
+        log.error("policies not applied: %s: %s", type(exc).__name__, exc)
+        return
+    if report.files:
+        log.info(
+            "policies: %d file(s) applied from %s, %d refused",
+            len(report.files) - len(report.errors),
+            settings.policies_dir,
+            len(report.errors),
+        )
+
+
 def make_lifespan(
     settings: Settings, clock: Clock | None
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         try:
             await check_schema(engine)
             signer = load_or_create_key(settings.key_file, settings.ledger_origin)
@@ -108,6 +138,7 @@ def make_lifespan(
             raise
         app.state.ledger = ledger
         app.state.timebank = timebank
+        await apply_policies(timebank)
         # Mail left over from a previous run (or a crash) goes out now.
         timebank.mailer.kick()
         interval = _sweep_interval(settings)
@@ -163,6 +194,11 @@ def openapi_config() -> OpenAPIConfig:
             Tag(
                 name="exchanges",
                 description="Exchanges, group exchanges, thanks, member statements",
+            ),
+            Tag(name="notifications", description="In-app notifications and their settings"),
+            Tag(
+                name="policies",
+                description="Sponsorship policies, versions, enrolments, pool grants, figures",
             ),
             Tag(
                 name="federation",

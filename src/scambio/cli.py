@@ -266,6 +266,58 @@ def member_add(email: str, name: str, role: str, password_stdin: bool, zone: str
     click.echo(f"{created.id}  {created.role:<8} {created.email}  account {created.account_id}")
 
 
+@main.group()
+def demo() -> None:
+    """The demo community (for trying Scambio; never on a real community's database)."""
+
+
+@demo.command("seed")
+@click.option(
+    "--if-empty",
+    is_flag=True,
+    help="Succeed without doing anything when the database is not empty (for `make run`).",
+)
+def demo_seed(if_empty: bool) -> None:
+    """Seed the demo community (Milan's Zones 4 and 6) into an EMPTY database.
+
+    Members, organisations, listings and four months of exchanges, all through the
+    timebank's services and the ledger; prints the demo logins (one shared, demo-only
+    password). A database that already has members, organisations or ledger entries is
+    left alone: an error, or with --if-empty a message.
+    """
+
+    async def go(settings: Settings) -> tuple[Any, Any]:
+        from scambio.store.db import make_engine
+        from scambio.store.keyfile import load_or_create_key
+        from scambio.store.migrate import SchemaError, check_schema
+        from scambio.timebank import demo as community
+        from scambio.timebank.zones import ZonesError
+
+        engine = make_engine(settings.database_url)
+        try:
+            await check_schema(engine)
+            occupancy = await community.occupancy(engine)
+            if not occupancy.empty:
+                return occupancy, None
+            signer = load_or_create_key(settings.key_file, settings.ledger_origin)
+            return occupancy, await community.seed(engine, signer, settings)
+        except (SchemaError, ZonesError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            await engine.dispose()
+
+    from scambio.timebank.demo import describe
+
+    occupancy, report = _run(go)
+    if report is None:
+        if not if_empty:
+            raise click.ClickException(occupancy.describe())
+        click.echo(f"demo seed: {occupancy.describe()}")
+        return
+    for line in describe(report):
+        click.echo(line)
+
+
 @main.command("zones")
 def zones_show() -> None:
     """List the configured zones (SCAMBIO_ZONES_FILE, or Milan's nine Municipi)."""
@@ -380,6 +432,155 @@ async def _verify_database(settings: Settings, vkey: str | None) -> Any:
 def _describe(report: Any) -> str:
     describe = getattr(report, "describe", None)
     return str(describe()) if callable(describe) else f"OK: {report}"
+
+
+# -- policies --------------------------------------------------------------------------------
+
+
+@main.group()
+def policy() -> None:
+    """Sponsorship policies: check, apply and simulate policy files (TOML)."""
+
+
+def _zone_ids(settings: Settings) -> frozenset[str]:
+    from scambio.timebank.zones import ZonesError, load_zones
+
+    try:
+        return load_zones(settings.zones_file).ids
+    except ZonesError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@policy.command("check")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+def policy_check(files: tuple[Path, ...]) -> None:
+    """Validate policy FILES (default: every file in the policies directory).
+
+    Prints each file's policy and version, or exactly what is wrong with it (file, field,
+    what was expected); exits 1 if any file is refused. Needs no database.
+    """
+    from scambio.policy.loader import policy_files_in, read_files
+
+    settings = _settings()
+    paths = list(files) or policy_files_in(settings.policies_dir)
+    if not paths:
+        click.echo(f"no policy files in {settings.policies_dir}")
+        return
+    valid, errors = read_files(paths, zones=_zone_ids(settings))
+    for checked in valid:
+        click.echo(
+            f"ok     {checked.file}: policy {checked.id} ({checked.kind}), "
+            f"version {checked.version[:12]}"
+        )
+    for error in errors:
+        click.echo(f"error  {error}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+@policy.command("apply")
+def policy_apply() -> None:
+    """Load the policies directory into the database (also done at start-up).
+
+    A refused file changes nothing: the last valid version of its policy stays in force.
+    Exits 1 if any file was refused (the others are applied).
+    """
+
+    async def go(settings: Settings) -> Any:
+        from scambio.ledger.entry import now_time
+        from scambio.policy.loader import apply_directory
+        from scambio.store.db import make_engine
+        from scambio.store.migrate import SchemaError, check_schema
+        from scambio.timebank.audit import CLI
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            await check_schema(engine)
+            return await apply_directory(
+                engine, settings.policies_dir, now_time(), zones=_zone_ids(settings), actor=CLI
+            )
+        except SchemaError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            await engine.dispose()
+
+    report = _run(go)
+    if not report.files and not report.warnings:
+        click.echo(f"no policy files in {_settings().policies_dir}")
+    for result in report.files:
+        if result.error is None:
+            state = "new version in force" if result.changed else "unchanged"
+            click.echo(
+                f"ok     {result.file}: policy {result.policy_id}, version "
+                f"{(result.version or '')[:12]} ({state})"
+            )
+        else:
+            click.echo(f"error  {result.error}", err=True)
+    for policy_id in report.retired:
+        click.echo(f"retired policy {policy_id} (its file is gone)")
+    for warning in report.warnings:
+        click.echo(f"warning {warning}", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+@policy.command("simulate")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--period", required=True, help="A period of its schedule: 2026-12, or 2026-Q4.")
+def policy_simulate(file: Path, period: str) -> None:
+    """Print every posting the policy in FILE would make in PERIOD, and why.
+
+    Reads the database (who is enrolled, what help was given, what was issued already);
+    writes nothing, not even a node key. The file need not be applied.
+    """
+    from scambio.ledger.errors import RuleViolation
+    from scambio.policy.kinds import load_kinds
+    from scambio.policy.model import PolicyError, parse_policy
+
+    settings = _settings()
+    try:
+        parsed = parse_policy(file.read_bytes(), str(file), load_kinds(), zones=_zone_ids(settings))
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def go(settings: Settings) -> Any:
+        from scambio.ledger.note import Signer
+        from scambio.policy.runner import simulate
+        from scambio.store.db import make_engine
+        from scambio.store.ledger import LedgerService
+        from scambio.store.migrate import SchemaError, check_schema
+        from scambio.timebank.context import Timebank
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            await check_schema(engine)
+            # Never started: nothing is appended or signed, so a throwaway key will do.
+            ledger = LedgerService(engine, Signer.generate(settings.ledger_origin), settings)
+            return await simulate(Timebank.create(ledger, settings), parsed, period)
+        except SchemaError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except RuleViolation as exc:
+            raise click.ClickException(exc.detail) from exc
+        finally:
+            await engine.dispose()
+
+    run = _run(go)
+    click.echo(f"policy {run.policy} ({run.kind}), version {run.version[:12]}, period {run.period}")
+    if run.skipped:
+        click.echo(f"nothing: {run.skipped}")
+        return
+    budget = "no budget" if run.budget_minutes is None else f"budget {run.budget_minutes}"
+    click.echo(f"{budget}; would use {run.budget_used}; {run.not_issued} minutes over budget")
+    if not run.postings:
+        click.echo("no postings")
+    for posting in run.postings:
+        click.echo(
+            f"  {posting.rule:<10} {posting.period:<8} {posting.payer} -> {posting.payee}: "
+            f"{posting.minutes} min ({posting.status})"
+        )
+        click.echo(f"      {posting.why}")
+        if posting.error:
+            click.echo(f"      {posting.error}")
 
 
 # -- federation: peers, recovery, reconciliation ------------------------------------------

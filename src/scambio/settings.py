@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,6 +66,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     member_token_ttl: int | None = 30 * 24 * 3600
     #: Lifetime of a password-reset token, in seconds.
     password_reset_ttl: int = 3600
+    #: Lifetime of the code that confirms a new email address, in seconds.
+    email_change_ttl: int = 24 * 3600
+    #: Write requests (POST, PUT, PATCH, DELETE under /api/v1) per second each bearer
+    #: token may make, sustained, and in a burst (0 = no limit); each client address
+    #: gets ten times as much (a household or a community centre shares one address).
+    write_rate: float = 50.0
+    write_burst: int = 500
+    #: Addresses and networks of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Database connections each `serve` process keeps open (PostgreSQL; as many again may
+    #: open briefly under bursts). Each request takes one for a few milliseconds at a time.
+    db_pool_size: int = 20
+    #: The sponsorship policy files (TOML), applied at start-up and by `scambio policy apply`.
+    policies_dir: Path = Path("policies")
     #: Federation: this node's URL as peers reach it (behind a proxy; None = as requested),
     #: the timeout of one request to a peer, and how long a prepared transfer may wait for
     #: the peer's answer before this node aborts it (seconds).
@@ -94,6 +109,32 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if value is None or not low <= value <= high:
         raise SettingsError(f"{name} must be an integer from {low} to {high}")
     return value
+
+
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of requests per second") from None
+    if not 0 <= value <= 1_000_000:  # NaN fails this too
+        raise SettingsError(f"{name} must be from 0 (no limit) to 1000000")
+    return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Addresses or CIDR networks, separated by commas or spaces, normalised."""
+    found: list[str] = []
+    for part in (env.get(name) or "").replace(",", " ").split():
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"{name}: {part!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+            ) from None
+    return tuple(found)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -155,6 +196,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_window=_int(env, "SCAMBIO_LOGIN_WINDOW", 900, 1, 7 * 24 * 3600),
         member_token_ttl=token_ttl,
         password_reset_ttl=_int(env, "SCAMBIO_PASSWORD_RESET_TTL", 3600, 60, 7 * 24 * 3600),
+        email_change_ttl=_int(env, "SCAMBIO_EMAIL_CHANGE_TTL", 24 * 3600, 60, 30 * 24 * 3600),
+        write_rate=_rate(env, "SCAMBIO_WRITE_RATE", 50.0),
+        write_burst=_int(env, "SCAMBIO_WRITE_BURST", 500, 1, 10_000_000),
+        trusted_proxies=_networks(env, "SCAMBIO_TRUSTED_PROXIES"),
+        db_pool_size=_int(env, "SCAMBIO_DB_POOL_SIZE", 20, 1, 1000),
+        policies_dir=Path(env.get("SCAMBIO_POLICIES_DIR") or "policies"),
         federation_public_url=_public_url(env),
         federation_timeout=_seconds(env, "SCAMBIO_FEDERATION_TIMEOUT", 10.0),
         federation_prepare_deadline=_int(

@@ -6,18 +6,22 @@ from litestar import Router
 
 from scambio.api import (
     accounts,
+    email_change,
     exchanges,
     federation,
     ledger,
     listings,
     matching,
+    notifications,
     orgs,
     people,
+    policies,
     session,
     statement,
     transfers,
 )
 from scambio.api.auth import access_guard
+from scambio.api.ratelimit import WriteRateLimit
 
 API_PREFIX = "/api/v1"
 
@@ -40,7 +44,11 @@ def api_router() -> Router:
             *matching.ROUTES,
             *exchanges.ROUTES,
             *statement.ROUTES,
+            *notifications.ROUTES,
+            *email_change.ROUTES,
+            *policies.ROUTES,
             *federation.ROUTES,
         ],
         guards=[access_guard],
+        middleware=[WriteRateLimit()],
     )

@@ -111,6 +111,7 @@ async def get_account(
             view = await queries.account(conn, _known_shape(account_id))
         except RuleViolation as exc:
             raise not_found(exc) from None
+        head = await queries.head(conn)
     return AccountOut(
         id=view.id,
         kind=view.kind,
@@ -119,6 +120,7 @@ async def get_account(
         available=view.available,
         min_balance=view.min_balance,
         max_balance=view.max_balance,
+        tree_size=head.size,
     )
 
 

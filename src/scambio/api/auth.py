@@ -25,6 +25,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from scambio.api.ratelimit import scope_client
 from scambio.ledger.entry import format_time
 from scambio.store.ledger import LedgerService
 from scambio.store.tokens import SCOPE_MANAGE, SCOPE_READ, SCOPE_WRITE, Principal, authenticate
@@ -128,10 +129,10 @@ def require_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Princip
 
 
 def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The peer address, for throttling. (Behind a proxy every client shares the proxy's
-    address: set a per-address limit that suits that, or put the limit in the proxy.)"""
-    client = connection.client
-    return client.host if client is not None else "unknown"
+    """The client's address, for throttling: the peer, or, when the peer is a trusted
+    proxy (`SCAMBIO_TRUSTED_PROXIES`), the client it names in X-Forwarded-For (see
+    `api.ratelimit`). Without trusted proxies, everyone behind a proxy shares its address."""
+    return scope_client(connection.scope)
 
 
 def provide_timebank(state: State) -> Timebank:

@@ -9,7 +9,8 @@ from litestar.di import NamedDependency
 from sqlalchemy.exc import SQLAlchemyError
 
 from scambio.api.problems import RETRY_AFTER
-from scambio.api.schemas import HealthOut
+from scambio.api.schemas import HealthOut, PoliciesHealth, PolicyFileError
+from scambio.policy.loader import health as policy_health
 from scambio.store import queries
 from scambio.store.ledger import LedgerService
 
@@ -18,6 +19,16 @@ log = logging.getLogger(__name__)
 
 def _appender_running(ledger: NamedDependency[LedgerService]) -> bool:
     return ledger.appender.running
+
+
+async def _policies(ledger: LedgerService) -> PoliciesHealth | None:
+    found = await policy_health(ledger.engine)
+    if not found.loaded and not found.errors:
+        return None
+    return PoliciesHealth(
+        loaded=found.loaded,
+        errors=[PolicyFileError(file=file, error=error) for file, error in found.errors],
+    )
 
 
 @get(
@@ -32,6 +43,7 @@ async def health(ledger: NamedDependency[LedgerService]) -> Response[HealthOut]:
     try:
         async with ledger.read() as conn:
             head = await queries.head(conn)
+        policies = await _policies(ledger)
     except (SQLAlchemyError, OSError) as exc:
         log.warning("health check: database unreachable: %s", type(exc).__name__)
         return Response(
@@ -52,6 +64,7 @@ async def health(ledger: NamedDependency[LedgerService]) -> Response[HealthOut]:
             origin=ledger.origin,
             tree_size=head.size,
             appender=appender,
+            policies=policies,
         ),
         status_code=200 if appender == "running" else 503,
     )

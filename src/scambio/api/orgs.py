@@ -247,6 +247,70 @@ async def _org_for_manager(tb: Timebank, principal: Principal, org_id: str) -> O
     return org
 
 
+def _status_act(summary: str, description: str) -> dict[str, Any]:
+    """Route options shared by suspension and reactivation (fresh dicts each time)."""
+    return {
+        "summary": summary,
+        "description": description,
+        "opt": {"access": WRITE},
+        "security": BEARER,
+        "status_code": 200,
+        "responses": problem_spec(400, 401, 403, 404, 409, 413, 422, 503),
+        "tags": ["organisations"],
+    }
+
+
+async def _set_status(
+    request: Request[Any, Any, Any], tb: Timebank, org_id: str, action: str
+) -> OrgOut:
+    principal = require_principal(request)
+    checked_org_id(org_id)
+    async with reading(tb.engine) as conn:
+        if await orgs.get(conn, org_id) is None:
+            raise org_not_found(org_id)
+    body = await strict_body(request, ReasonIn)
+    reason = people.clean_reason(body.reason, required=True)
+    assert reason is not None
+    await orgs.set_status(tb, authz.actor(principal), org_id, action, reason=reason)
+    return await view_org(tb, org_id, principal)
+
+
+@post(
+    "/organisations/{org_id:str}/suspend",
+    operation_id="suspendOrganisation",
+    **_status_act(
+        "Suspend an organisation (managers; reason required)",
+        "Its account can neither pay nor be paid, its listings are hidden and it posts no "
+        "new ones, no exchange can be proposed to or accepted by it, and its admins no "
+        "longer act for it, until reactivated. Audited; its admins are told.",
+    ),
+)
+async def suspend_organisation(
+    request: Request[Any, Any, Any],
+    timebank: NamedDependency[Timebank],
+    org_id: FromPath[str],
+    data: JSONBody[ReasonIn],
+) -> OrgOut:
+    return await _set_status(request, timebank, org_id, "suspend")
+
+
+@post(
+    "/organisations/{org_id:str}/reactivate",
+    operation_id="reactivateOrganisation",
+    **_status_act(
+        "Reactivate a suspended organisation (managers; reason required)",
+        "Restores everything suspension stopped. Audited; its admins are told.",
+    ),
+)
+async def reactivate_organisation(
+    request: Request[Any, Any, Any],
+    timebank: NamedDependency[Timebank],
+    org_id: FromPath[str],
+    data: JSONBody[ReasonIn],
+) -> OrgOut:
+    return await _set_status(request, timebank, org_id, "reactivate")
+
+
 # -- admins ----------------------------------------------------------------------------------
 
 
@@ -459,6 +523,8 @@ ROUTES = [
     list_organisations,
     get_organisation,
     update_organisation,
+    suspend_organisation,
+    reactivate_organisation,
     add_admin,
     remove_admin,
     propose_employee,

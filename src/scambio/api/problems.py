@@ -89,6 +89,20 @@ RULE_STATUS: Final[dict[str, tuple[int, str]]] = {
     "listing-not-found": (404, "Listing not found"),
     "already-introduced": (409, "Already introduced"),
     "not-a-request": (422, "Not a request"),
+    # notifications, email changes
+    "notification-not-found": (404, "Notification not found"),
+    "invalid-confirmation-token": (422, "Invalid confirmation code"),
+    # sponsorship policies
+    "policy-not-found": (404, "Policy not found"),
+    "policy-version-not-found": (404, "Policy version not found"),
+    "not-a-pool-policy": (422, "Not a pool policy"),
+    "policy-retired": (409, "Policy retired"),
+    "policy-not-running": (409, "Policy not running in this period"),
+    "pool-cap-reached": (422, "Pool cap reached"),
+    "enrolment-not-needed": (409, "Policy takes no enrolments"),
+    "enrolment-not-found": (404, "Enrolment not found"),
+    "not-an-employee": (422, "Not an employee of the sponsor"),
+    "invalid-period": (400, "Invalid period"),
     # federation: signatures between nodes, peers, cross-timebank transfers
     "signature-required": (401, "Signature required"),
     "malformed-signature": (400, "Malformed signature"),

@@ -152,6 +152,9 @@ class AccountOut(msgspec.Struct, frozen=True, kw_only=True):
     available: int
     min_balance: int | None
     max_balance: int | None
+    #: The ledger size these balances are as of (one snapshot): they are the replay of
+    #: entries 0 .. tree_size - 1, checkable against any checkpoint of that size or later.
+    tree_size: int
 
 
 class StatementLineOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -215,6 +218,19 @@ class ConsistencyOut(msgspec.Struct, frozen=True, kw_only=True, rename={"from_":
     proof: list[B64]
 
 
+class PolicyFileError(msgspec.Struct, frozen=True, kw_only=True):
+    file: str
+    error: str
+
+
+class PoliciesHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """The last load of the policies directory: files applied, and files refused (the
+    last valid version of their policy stays in force)."""
+
+    loaded: int
+    errors: list[PolicyFileError]
+
+
 class HealthOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     #: "ok" or "unavailable".
     status: str
@@ -224,6 +240,8 @@ class HealthOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     tree_size: int | None = None
     appender: str | None = None
     detail: str | None = None
+    #: Present once policy files were loaded (or refused).
+    policies: PoliciesHealth | None = None
 
 
 # -- people, organisations, sessions -------------------------------------------------------

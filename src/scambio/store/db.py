@@ -8,6 +8,7 @@ database's write lock up front and is SQLite's form of the ledger head lock.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,10 +21,23 @@ from sqlalchemy.pool import NullPool
 
 WRITER = "scambio_writer"
 
+#: aiosqlite logs every statement it runs *with its parameters* at DEBUG: password and
+#: token hashes, and the bodies of queued emails, one-time codes included. Its logger is
+#: kept at INFO or above (whatever the root level), so that running Scambio at DEBUG never
+#: writes them; do not lower it. SQLAlchemy's own statement logging is made safe the other
+#: way: every engine hides parameters (`hide_parameters`), also in error messages.
+_AIOSQLITE_LOG = logging.getLogger("aiosqlite")
+
+
+def _quiet_driver_logs() -> None:
+    if _AIOSQLITE_LOG.level < logging.INFO:  # NOTSET (0) or DEBUG
+        _AIOSQLITE_LOG.setLevel(logging.INFO)
+
 
 def make_engine(url: str, *, null_pool: bool = False, pool_size: int = 5) -> AsyncEngine:
     """Create an async engine for `url` (sqlite+aiosqlite or postgresql+psycopg)."""
-    kwargs: dict[str, Any] = {}
+    _quiet_driver_logs()
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if null_pool:
         kwargs["poolclass"] = NullPool
     if url.startswith("sqlite"):

@@ -10,7 +10,8 @@ Migration 0004 creates exactly these; keep the two in step (a test compares them
   until done, by the next request or by the scheduled job. The ledger entries themselves
   are found by id (`xch-<id>`, `xch-<id>:post`, `:void`, `xch-<id>.settle`); `hold_index` and
   `settle_index` cache their positions. `listing_id` names the listing an exchange came
-  from, as plain text for now (no foreign key until listings and exchanges are merged).
+  from (a foreign key since migration 0005, indexed: the manager's queue asks which
+  requests already have a live exchange).
 - `exchange_thanks`: one thank-you note per party per exchange.
 - `group_exchanges`, `group_members`, `group_transfers`: a workshop or urban lab with
   facilitators and participants, and, once settling starts, the exact transfers decided
@@ -36,6 +37,7 @@ from sqlalchemy import (
     text,
 )
 
+from scambio.store import listings_tables as _listings  # noqa: F401 - `listings.id`, for the FK
 from scambio.store.people_tables import AutoId
 from scambio.store.tables import metadata
 
@@ -73,7 +75,7 @@ exchanges = Table(
     Column("title", String(200), nullable=False),
     Column("description", Text, nullable=False, server_default=text("''")),
     Column("area", String(32), nullable=True),
-    Column("listing_id", String(64), nullable=True),
+    Column("listing_id", String(64), ForeignKey("listings.id"), nullable=True),
     #: Agreed (and held) minutes; what the provider reported; what was finally posted.
     Column("minutes", BigInteger, nullable=False),
     Column("actual_minutes", BigInteger, nullable=True),
@@ -110,6 +112,7 @@ Index("ix_exchanges_receiver_account_seq", exchanges.c.receiver_account, exchang
 Index("ix_exchanges_state_confirm_due_at", exchanges.c.state, exchanges.c.confirm_due_at)
 Index("ix_exchanges_state_done_due_at", exchanges.c.state, exchanges.c.done_due_at)
 Index("ix_exchanges_ledger_due", exchanges.c.ledger_due)
+Index("ix_exchanges_listing_id", exchanges.c.listing_id)
 
 exchange_thanks = Table(
     "exchange_thanks",

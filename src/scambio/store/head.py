@@ -17,8 +17,14 @@ class LedgerMismatch(RuntimeError):
     """The database holds another ledger, or one signed by another key."""
 
 
-async def ensure_head(engine: AsyncEngine, origin: str, signer: Signer) -> None:
-    """Create the empty ledger (size 0, signed) or check the existing one is ours."""
+async def ensure_head(
+    engine: AsyncEngine, origin: str, signer: Signer, *, now: str | None = None
+) -> None:
+    """Create the empty ledger (size 0, signed) or check the existing one is ours.
+
+    `now` stamps the empty checkpoint (default: the real time); the ledger service passes
+    its own clock's, so that a ledger seeded with a clock in the past starts there too.
+    """
     async with engine.connect() as plain:
         conn = await plain.execution_options(**{WRITER: True})
         async with conn.begin():
@@ -39,7 +45,12 @@ async def ensure_head(engine: AsyncEngine, origin: str, signer: Signer) -> None:
                 )
                 await conn.execute(
                     insert(checkpoints),
-                    {"size": 0, "root": merkle.EMPTY_ROOT, "note": note, "created_at": now_time()},
+                    {
+                        "size": 0,
+                        "root": merkle.EMPTY_ROOT,
+                        "note": note,
+                        "created_at": now or now_time(),
+                    },
                 )
                 return
     if row.origin != origin:

@@ -62,7 +62,7 @@ class LedgerService:
         )
 
     async def start(self) -> None:
-        await ensure_head(self.engine, self.origin, self.signer)
+        await ensure_head(self.engine, self.origin, self.signer, now=format_time(self.clock()))
         self.appender.start()
 
     async def stop(self) -> None:

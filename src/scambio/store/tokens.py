@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scambio.ledger.entry import now_time
@@ -193,27 +193,43 @@ async def authenticate(
     return await _authenticate(conn_or_engine, token, now or now_time())
 
 
+#: A token, its member and the active organisations the member administers, in one
+#: statement (one row per organisation, or one row): every request runs it.
+_BY_HASH: Final = (
+    select(
+        api_tokens.c.id,
+        api_tokens.c.name,
+        api_tokens.c.role,
+        api_tokens.c.member_id,
+        api_tokens.c.scopes,
+        api_tokens.c.expires_at,
+        members.c.role.label("member_role"),
+        members.c.status.label("member_status"),
+        members.c.account_id.label("member_account"),
+        organisations.c.id.label("org_id"),
+        organisations.c.account_id.label("org_account"),
+    )
+    .select_from(
+        api_tokens.outerjoin(members, members.c.id == api_tokens.c.member_id)
+        .outerjoin(org_admins, org_admins.c.member_id == api_tokens.c.member_id)
+        .outerjoin(
+            organisations,
+            and_(organisations.c.id == org_admins.c.org_id, organisations.c.status == "active"),
+        )
+    )
+    .where(api_tokens.c.token_hash == bindparam("token_hash"), api_tokens.c.revoked_at.is_(None))
+)
+
+
 async def _authenticate(conn: AsyncConnection, token: str, now: str) -> Principal | None:
     token_id = _token_id(token)
     if token_id is None:
         return None
-    query = (
-        select(
-            api_tokens.c.id,
-            api_tokens.c.name,
-            api_tokens.c.role,
-            api_tokens.c.member_id,
-            api_tokens.c.scopes,
-            api_tokens.c.expires_at,
-            members.c.role.label("member_role"),
-            members.c.status.label("member_status"),
-            members.c.account_id.label("member_account"),
-        )
-        .select_from(api_tokens.outerjoin(members, members.c.id == api_tokens.c.member_id))
-        .where(api_tokens.c.token_hash == hash_token(token), api_tokens.c.revoked_at.is_(None))
-    )
-    row = (await conn.execute(query)).one_or_none()
-    if row is None or not hmac.compare_digest(str(row.id), token_id):
+    rows = list(await conn.execute(_BY_HASH, {"token_hash": hash_token(token)}))
+    if not rows:
+        return None
+    row = rows[0]
+    if not hmac.compare_digest(str(row.id), token_id):
         return None
     if row.member_id is None:
         if row.role not in ROLES:
@@ -221,12 +237,7 @@ async def _authenticate(conn: AsyncConnection, token: str, now: str) -> Principa
         return Principal(str(row.id), str(row.name), str(row.role))
     if row.member_status != "active" or (row.expires_at is not None and row.expires_at <= now):
         return None
-    orgs = await conn.execute(
-        select(organisations.c.id, organisations.c.account_id)
-        .join(org_admins, org_admins.c.org_id == organisations.c.id)
-        .where(org_admins.c.member_id == row.member_id, organisations.c.status == "active")
-    )
-    admin_of = [(str(o.id), o.account_id) for o in orgs]
+    admin_of = [(str(r.org_id), r.org_account) for r in rows if r.org_id is not None]
     return Principal(
         str(row.id),
         str(row.name),

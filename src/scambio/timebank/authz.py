@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scambio.ledger.entry import KIND_HOLD, decode_entry
@@ -78,6 +78,18 @@ def may_administer(principal: Principal, member: Member) -> None:
         raise forbidden("only a community manager or an admin may do this")
     if member.role != ROLE_MEMBER:
         raise forbidden(f"only an admin may act on a member whose role is {member.role}")
+
+
+def may_set_email(principal: Principal, member: Member) -> None:
+    """Set someone's email without their confirmation: a manager for a member who cannot
+    confirm one (registered offline, no password); an admin for anyone. Otherwise a
+    manager could move any account's mail, and with it its password resets, elsewhere."""
+    may_administer(principal, member)
+    if member.has_password and principal.role != ROLE_ADMIN:
+        raise forbidden(
+            "this member can log in and changes their email themselves (with a "
+            "confirmation); only an admin may set it for them"
+        )
 
 
 def may_set_roles(principal: Principal) -> None:
@@ -139,18 +151,19 @@ def may_spend_from(principal: Principal, account_id: str) -> None:
 
 
 async def suspended_accounts(conn: AsyncConnection, account_ids: list[str]) -> set[str]:
-    """Which of these accounts belong to a suspended member or organisation."""
+    """Which of these accounts belong to a suspended member or organisation (one
+    statement: every movement of minutes asks)."""
     frozen = await conn.execute(
-        select(members.c.account_id).where(
-            members.c.account_id.in_(account_ids), members.c.status == "suspended"
+        union_all(
+            select(members.c.account_id).where(
+                members.c.account_id.in_(account_ids), members.c.status == "suspended"
+            ),
+            select(organisations.c.account_id).where(
+                organisations.c.account_id.in_(account_ids), organisations.c.status == "suspended"
+            ),
         )
     )
-    orgs = await conn.execute(
-        select(organisations.c.account_id).where(
-            organisations.c.account_id.in_(account_ids), organisations.c.status == "suspended"
-        )
-    )
-    return {row.account_id for row in frozen} | {row.account_id for row in orgs}
+    return {row.account_id for row in frozen}
 
 
 def account_suspended(account_id: str) -> RuleViolation:
@@ -163,7 +176,11 @@ def account_suspended(account_id: str) -> RuleViolation:
 
 
 async def check_not_suspended(conn: AsyncConnection, account_ids: list[str]) -> None:
-    frozen = await suspended_accounts(conn, account_ids)
+    refuse_suspended(await suspended_accounts(conn, account_ids), account_ids)
+
+
+def refuse_suspended(frozen: set[str], account_ids: list[str]) -> None:
+    """Raise for the first of `account_ids` found in `frozen` (see `suspended_accounts`)."""
     for account_id in account_ids:
         if account_id in frozen:
             raise account_suspended(account_id)

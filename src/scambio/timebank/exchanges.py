@@ -10,7 +10,9 @@ ledger (whose appender owns its own transactions). The pattern:
   same act, gets the exchange as it now is.
 - Every ledger entry has an id derived from the exchange id (`xch-<id>`, `:post`,
   `:void`, `.settle`), so a retried or racing ledger call finds the entry already
-  written: the ledger moves minutes once however many callers ask.
+  written: the ledger moves minutes once however many callers ask. A payment that
+  sponsored credit covers in part has further legs (`xch-<id>.1`, ...; see
+  `policy.funding`), written together with the first and resolved with it.
 - Accepting holds first and changes state second, because a hold can be refused (the
   receiver's limit) and then the exchange must stay proposed. If the state changed
   meanwhile to declined or cancelled, the accept voids its own hold.
@@ -20,26 +22,28 @@ ledger (whose appender owns its own transactions). The pattern:
   because it is idempotent, applying it twice is harmless. The ledger is the truth.
 
 Group exchanges (workshops, urban labs) and the manager's record of an exchange for an
-offline member are here too, as are thanks. Notifications for events that need someone's
-action go through one function, `emit`, so that in-app notifications can hook in later.
+offline member are here too, as are thanks. Every event goes through one function, `emit`,
+which notifies the people concerned in the app and, as their settings say, by email.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any, Final
 
-from sqlalchemy import delete, exists, insert, literal, or_, select, update
+from sqlalchemy import delete, exists, insert, literal, null, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from scambio.ledger.entry import format_time, parse_time
 from scambio.ledger.errors import RuleViolation
 from scambio.ledger.rules import check_account_id
+from scambio.policy import funding
 from scambio.store import queries
 from scambio.store.commands import Appended, Outcome, Transfer
 from scambio.store.exchanges_tables import (
@@ -49,16 +53,17 @@ from scambio.store.exchanges_tables import (
     group_members,
     group_transfers,
 )
-from scambio.store.people_tables import members, org_admins, organisations
+from scambio.store.people_tables import members, organisations
 from scambio.store.tables import entries
 from scambio.store.tokens import Principal
-from scambio.timebank import audit, authz
+from scambio.timebank import audit, authz, listings, notifications
 from scambio.timebank import exchange_rules as rules
 from scambio.timebank.areas import AREA_IDS
 from scambio.timebank.audit import Actor
 from scambio.timebank.context import Timebank
 from scambio.timebank.db import reading, stamp, writing
-from scambio.timebank.outbox import enqueue
+from scambio.timebank.orgs import org_account_id
+from scambio.timebank.people import member_account_id
 from scambio.timebank.text import clean_name, clean_text, invalid
 
 #: The actor the scheduled job appears as in the audit log.
@@ -72,10 +77,6 @@ EXCHANGE_RECORDED: Final = "exchange.recorded"
 EXCHANGE_RESOLVED: Final = "exchange.resolved"
 GROUP_CREATED: Final = "group-exchange.created"
 GROUP_SETTLED: Final = "group-exchange.settled"
-
-#: Events that email the people who must act on them (see `emit`).
-MAIL_EVENTS: Final = frozenset({"proposed", "accepted", "done", "disputed", "recorded"})
-
 
 # -- what the service returns ------------------------------------------------------------------
 
@@ -302,23 +303,31 @@ async def parties(conn: AsyncConnection, account_ids: Iterable[str]) -> dict[str
     found: dict[str, Party] = {}
     if not wanted:
         return found
-    for row in await conn.execute(
-        select(
-            members.c.account_id, members.c.id, members.c.name, members.c.status, members.c.email
-        ).where(members.c.account_id.in_(wanted))
-    ):
-        found[row.account_id] = Party(
-            row.account_id, "member", row.id, row.name, row.status, row.email
+    # One statement for both kinds of holder: every exchange read and move asks.
+    rows = await conn.execute(
+        union_all(
+            select(
+                members.c.account_id,
+                literal("member").label("kind"),
+                members.c.id,
+                members.c.name,
+                members.c.status,
+                members.c.email,
+            ).where(members.c.account_id.in_(wanted)),
+            select(
+                organisations.c.account_id,
+                literal("organisation").label("kind"),
+                organisations.c.id,
+                organisations.c.name,
+                organisations.c.status,
+                null().label("email"),
+            ).where(organisations.c.account_id.in_(wanted)),
         )
-    for org in await conn.execute(
-        select(
-            organisations.c.account_id,
-            organisations.c.id,
-            organisations.c.name,
-            organisations.c.status,
-        ).where(organisations.c.account_id.in_(wanted))
-    ):
-        found[org.account_id] = Party(org.account_id, "organisation", org.id, org.name, org.status)
+    )
+    for row in rows:
+        found[row.account_id] = Party(
+            row.account_id, str(row.kind), row.id, row.name, row.status, row.email
+        )
     return found
 
 
@@ -347,117 +356,119 @@ async def _active_parties(conn: AsyncConnection, named: dict[str, str]) -> dict[
     return found
 
 
-async def _holders(conn: AsyncConnection, account: str) -> list[tuple[str, str]]:
-    """(email, name) of whoever acts for an account: the member, or the org's admins."""
-    rows = await conn.execute(
-        select(members.c.email, members.c.name).where(
-            members.c.account_id == account,
-            members.c.status == "active",
-            members.c.email.is_not(None),
-        )
-    )
-    found = [(row.email, row.name) for row in rows]
-    if found:
-        return found
-    admins = await conn.execute(
-        select(members.c.email, members.c.name)
-        .join(org_admins, org_admins.c.member_id == members.c.id)
-        .join(organisations, organisations.c.id == org_admins.c.org_id)
-        .where(
-            organisations.c.account_id == account,
-            members.c.status == "active",
-            members.c.email.is_not(None),
-        )
-        .order_by(members.c.id)
-    )
-    return [(row.email, row.name) for row in admins]
-
-
-async def _managers(conn: AsyncConnection) -> list[tuple[str, str]]:
-    rows = await conn.execute(
-        select(members.c.email, members.c.name)
-        .where(
-            members.c.role.in_(("manager", "admin")),
-            members.c.status == "active",
-            members.c.email.is_not(None),
-        )
-        .order_by(members.c.id)
-        .limit(50)
-    )
-    return [(row.email, row.name) for row in rows]
-
-
 # -- notifications -----------------------------------------------------------------------------
 
 
-async def emit(conn: AsyncConnection, tb: Timebank, event: str, ex: Exchange) -> None:
-    """Tell people about an exchange event, inside the transaction that caused it.
-
-    The one place exchange events leave this module: today it emails those who must act
-    (a proposal received, an acceptance, a confirmation due, a dispute, an exchange a
-    manager recorded for them); in-app notifications will hook in here.
-    """
-    if event not in MAIL_EVENTS:
-        return
-    counterpart = ex.side_account(rules.counterpart_side(ex.proposer_side))
-    recipients: list[tuple[str, str]]
+def _event_text(event: str, ex: Exchange, named: dict[str, Party]) -> str | None:
+    """The in-app sentence for an exchange event (None: nobody is notified of it)."""
+    title = f"\u201c{notifications.short(ex.title)}\u201d"
     if event == "proposed":
-        recipients = await _holders(conn, counterpart)
-        subject = f"Scambio: a proposal for you: {ex.title}"
-        body = (
-            f"You have a new exchange proposal, {ex.title!r}, for {ex.minutes} minutes. "
-            f"Accept or decline it in Scambio (exchange {ex.id})."
-        )
-    elif event == "accepted":
         side = ex.proposer_side
-        accounts = [ex.side_account(side)] if side else [ex.provider_account]
-        recipients = [r for a in accounts for r in await _holders(conn, a)]
-        subject = f"Scambio: accepted: {ex.title}"
-        body = (
-            f"The exchange {ex.title!r} was accepted; {ex.minutes} minutes are reserved. "
-            f"When it has happened, the provider marks it done (exchange {ex.id})."
+        party = named.get(ex.side_account(side)) if side else None
+        who = party.name if party else "A community manager"
+        return f"{who} proposes {title}, {ex.minutes} minutes: accept or decline it."
+    if event == "accepted":
+        return f"{title} was accepted: {ex.minutes} minutes are reserved until it is done."
+    if event == "done":
+        due = (ex.confirm_due_at or "")[:10]
+        return (
+            f"{title} is reported done, {ex.actual_minutes} minutes: confirm it or open a "
+            f"dispute by {due}, or it is confirmed automatically."
         )
-    elif event == "done":
-        recipients = await _holders(conn, ex.receiver_account)
-        subject = f"Scambio: please confirm: {ex.title}"
-        body = (
+    if event == "confirmed":
+        return f"{title} is confirmed: {ex.final_minutes} minutes moved."
+    if event == "declined":
+        return f"{title} was declined."
+    if event == "cancelled":
+        return f"{title} was cancelled; any reserved minutes are released."
+    if event == "expired":
+        return f"{title} lapsed: it was not marked done in time; the reserved minutes are released."
+    if event == "disputed":
+        return f"{title} is disputed; a community manager will resolve it."
+    if event == "resolved":
+        moved = ex.final_minutes or 0
+        outcome = f"{moved} minutes moved" if moved else "no minutes moved"
+        return f"The dispute about {title} was resolved: {outcome}."
+    if event == "recorded":
+        return f"A community manager recorded {title}, {ex.final_minutes} minutes, for you."
+    return None
+
+
+def _event_mail(event: str, ex: Exchange) -> tuple[str, str]:
+    """(subject, body) of the email for an exchange event."""
+    if event == "proposed":
+        return (
+            f"Scambio: a proposal for you: {ex.title}",
+            f"You have a new exchange proposal, {ex.title!r}, for {ex.minutes} minutes. "
+            f"Accept or decline it in Scambio (exchange {ex.id}).",
+        )
+    if event == "accepted":
+        return (
+            f"Scambio: accepted: {ex.title}",
+            f"The exchange {ex.title!r} was accepted; {ex.minutes} minutes are reserved. "
+            f"When it has happened, the provider marks it done (exchange {ex.id}).",
+        )
+    if event == "done":
+        return (
+            f"Scambio: please confirm: {ex.title}",
             f"The exchange {ex.title!r} is reported done, {ex.actual_minutes} minutes. "
             f"Please confirm it or open a dispute by {ex.confirm_due_at}; after that it is "
-            f"confirmed automatically (exchange {ex.id})."
+            f"confirmed automatically (exchange {ex.id}).",
         )
-    elif event == "disputed":
-        disputer = ex.disputed_by or ""
-        recipients = [
-            r for a in (ex.provider_account, ex.receiver_account) for r in await _holders(conn, a)
-        ]
-        recipients += await _managers(conn)
-        subject = f"Scambio: exchange disputed: {ex.title}"
-        body = (
-            f"The exchange {ex.title!r} was disputed by {disputer}. A community manager "
-            f"will resolve it (exchange {ex.id})."
+    if event == "disputed":
+        return (
+            f"Scambio: exchange disputed: {ex.title}",
+            f"The exchange {ex.title!r} was disputed by {ex.disputed_by or ''}. A community "
+            f"manager will resolve it (exchange {ex.id}).",
         )
-    else:  # recorded
-        recipients = [
-            r for a in (ex.provider_account, ex.receiver_account) for r in await _holders(conn, a)
-        ]
-        subject = f"Scambio: an exchange was recorded for you: {ex.title}"
-        body = (
+    if event == "recorded":
+        return (
+            f"Scambio: an exchange was recorded for you: {ex.title}",
             f"A community manager recorded the exchange {ex.title!r}, {ex.final_minutes} "
-            f"minutes, on your behalf (exchange {ex.id})."
+            f"minutes, on your behalf (exchange {ex.id}).",
         )
-    seen: set[str] = set()
-    for email, name in recipients:
-        if email in seen:
-            continue
-        seen.add(email)
-        await enqueue(
-            conn,
-            tb.clock,
-            kind=f"exchange-{event}",
-            recipient=email,
-            subject=subject,
-            body=f"Hello {name},\n\n{body}",
-        )
+    text = _event_text(event, ex, {}) or ""
+    return f"Scambio: {event}: {ex.title}", f"{text} (exchange {ex.id})"
+
+
+async def emit(
+    conn: AsyncConnection, tb: Timebank, event: str, ex: Exchange, by: Principal | None = None
+) -> None:
+    """Tell people about an exchange event, inside the transaction that caused it.
+
+    The one place exchange events leave this module. A proposal goes to the side that
+    must answer it; a report that it is done, to the receiver who must confirm; every
+    other event to both sides; a dispute also to the community's managers. Whoever acts
+    for an account (the member, or the organisation's admins) is told, in the app and,
+    as their settings say, by email - except the person who made the move (`by`).
+    """
+    side = ex.proposer_side if event == "proposed" else None
+    named = await parties(conn, [ex.side_account(side)]) if side else {}
+    text = _event_text(event, ex, named)
+    if text is None:
+        return
+    if event == "proposed":
+        accounts = [ex.side_account(rules.counterpart_side(ex.proposer_side))]
+    elif event == "done":
+        accounts = [ex.receiver_account]
+    else:
+        accounts = [ex.provider_account, ex.receiver_account]
+    recipients = [r for a in accounts for r in await notifications.account_holders(conn, a)]
+    if event == "disputed":
+        recipients += await notifications.staff(conn)
+    subject, body = _event_mail(event, ex)
+    await notifications.notify(
+        conn,
+        tb.clock,
+        recipients,
+        kind=f"exchange.{event}",
+        text=text,
+        refs=notifications.Refs(exchange=ex.id, listing=ex.listing_id),
+        mail=notifications.Mail(
+            f"exchange-{event}", lambda r: (subject, f"Hello {r.name},\n\n{body}")
+        ),
+        skip=None if by is None else by.member_id,
+    )
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -597,6 +608,35 @@ def clean_proposal(
     )
 
 
+async def _check_listing(conn: AsyncConnection, proposal: Proposal) -> None:
+    """An exchange made from a listing names one that exists, and whose owner is the side
+    it speaks for: an offer's owner provides, a request's owner receives (the manager's
+    queue counts on it to know which requests are being served)."""
+    if proposal.listing_id is None:
+        return
+    listing = await listings.get(conn, proposal.listing_id)
+    if listing is None:
+        raise RuleViolation(
+            "listing-not-found",
+            f"listing {proposal.listing_id!r} does not exist",
+            listing=proposal.listing_id,
+            field="listing_id",
+        )
+    owner = listing.owner
+    account = member_account_id(owner.id) if owner.is_member else org_account_id(owner.id)
+    side, expected = (
+        ("provider", proposal.provider)
+        if listing.kind == listings.OFFER
+        else ("receiver", proposal.receiver)
+    )
+    if account != expected:
+        raise invalid(
+            "listing_id",
+            f"listing {listing.id} is {owner.type} {owner.id}'s {listing.kind}: its owner "
+            f"must be the exchange's {side}",
+        )
+
+
 def _differs(ex: Exchange, proposal: Proposal) -> str | None:
     pairs = (
         ("provider", ex.provider_account, proposal.provider),
@@ -658,6 +698,7 @@ async def propose(tb: Timebank, principal: Principal, proposal: Proposal) -> tup
             await _active_parties(
                 conn, {"provider": proposal.provider, "receiver": proposal.receiver}
             )
+            await _check_listing(conn, proposal)
             await conn.execute(
                 insert(exchanges).values(
                     id=proposal.id,
@@ -680,7 +721,7 @@ async def propose(tb: Timebank, principal: Principal, proposal: Proposal) -> tup
             )
             created = await get(conn, proposal.id)
             assert created is not None
-            await emit(conn, tb, "proposed", created)
+            await emit(conn, tb, "proposed", created, principal)
     except IntegrityError:
         # The same id proposed twice at once: the unique id let one through.
         async with reading(tb.engine) as conn:
@@ -745,11 +786,20 @@ async def act(
     """Make one move on an exchange, for `principal` (None: the scheduled job)."""
     async with reading(tb.engine) as conn:
         ex = await require_visible(conn, principal, exchange_id)
-    who = who_of(principal, ex)
-    if rules.reached_by(ex.state, action) and rules.may_repeat(action, who):
+        who = who_of(principal, ex)
+        repeat = rules.reached_by(ex.state, action) and rules.may_repeat(action, who)
+        step = None if repeat else rules.step(ex.id, ex.state, action, who)
+        # A move that will hold or post minutes checks the parties in the same read.
+        moves_minutes = step is not None and (
+            step.effect in (rules.HOLD, rules.POST)
+            or (step.effect == rules.POST_OR_VOID and bool(minutes))
+        )
+        frozen = (
+            await authz.suspended_accounts(conn, [ex.payer, ex.payee]) if moves_minutes else set()
+        )
+    if step is None:
         _check_repeat(ex, action, minutes)
         return await settle_due(tb, ex)
-    step = rules.step(ex.id, ex.state, action, who)
     if principal is not None and rules.needs_transfer_scope(action, who):
         authz.require_scope(principal, "transfer")
     now_dt = tb.clock()
@@ -785,20 +835,25 @@ async def act(
             resolution_reason=reason,
         )
     if step.effect == rules.HOLD:
+        authz.refuse_suspended(frozen, [ex.payer, ex.payee])
         return await _accept(tb, principal, ex, values)
     if step.effect == rules.POST or (step.effect == rules.POST_OR_VOID and minutes):
         if step.effect == rules.POST:
             values["final_minutes"] = ex.actual_minutes
         values["ledger_due"] = "post"
-        async with reading(tb.engine) as conn:
-            await authz.check_not_suspended(conn, [ex.payer, ex.payee])
+        authz.refuse_suspended(frozen, [ex.payer, ex.payee])
     elif step.effect in (rules.VOID, rules.POST_OR_VOID):
         values["ledger_due"] = "void"
     audited = action == rules.RESOLVE or (
         principal is not None and rules.MANAGER in who and not rules.is_party(who)
     )
     moved = await _compare_and_set(
-        tb, ex, values, event=event, audit_as=(principal, action, reason) if audited else None
+        tb,
+        ex,
+        values,
+        event=event,
+        by=principal,
+        audit_as=(principal, action, reason) if audited else None,
     )
     if moved is None:
         return await _lost_race(tb, principal, ex, action, minutes)
@@ -832,24 +887,27 @@ async def _compare_and_set(
     values: dict[str, Any],
     *,
     event: str,
+    by: Principal | None = None,
     audit_as: tuple[Principal | None, str, str | None] | None = None,
 ) -> Exchange | None:
     """Apply `values` if the exchange is still as read; None if it changed meanwhile."""
     now = stamp(tb.clock)
     async with writing(tb.engine) as conn:
-        result = await conn.execute(
-            update(exchanges)
-            .where(
-                exchanges.c.id == ex.id,
-                exchanges.c.state == ex.state,
-                exchanges.c.version == ex.version,
+        row = (
+            await conn.execute(
+                update(exchanges)
+                .where(
+                    exchanges.c.id == ex.id,
+                    exchanges.c.state == ex.state,
+                    exchanges.c.version == ex.version,
+                )
+                .values(version=ex.version + 1, updated_at=now, **values)
+                .returning(*exchanges.c)
             )
-            .values(version=ex.version + 1, updated_at=now, **values)
-        )
-        if result.rowcount != 1:
+        ).one_or_none()
+        if row is None:
             return None
-        moved = await get(conn, ex.id)
-        assert moved is not None
+        moved = _exchange(row)
         if audit_as is not None:
             principal, action, reason = audit_as
             await audit.record(
@@ -867,7 +925,7 @@ async def _compare_and_set(
                     "on_behalf": action != rules.RESOLVE,
                 },
             )
-        await emit(conn, tb, event, moved)
+        await emit(conn, tb, event, moved, by)
     tb.mailer.kick()
     return moved
 
@@ -879,28 +937,14 @@ async def _accept(
 
     The hold comes first so that a refusal (the receiver's limit) leaves the exchange
     proposed. If the exchange was declined or cancelled in between, this accept releases
-    the hold it made; if another accept won, both made the same hold (same id).
+    the hold it made; if another accept won, both made the same hold (same id). The
+    caller has checked that neither party is suspended.
     """
-    async with reading(tb.engine) as conn:
-        await authz.check_not_suspended(conn, [ex.payer, ex.payee])
-    outcome = await tb.ledger.transfer(
-        Transfer(
-            ex.entry_id,
-            ex.payer,
-            ex.payee,
-            ex.minutes,
-            rules.memo(ex.id),
-            hold=True,
-            expires_in=ex.hold_expires_in,
-            refs=rules.ledger_refs(ex.id, ex.area),
-        )
-    )
-    if isinstance(outcome, RuleViolation):
-        raise outcome
+    hold_index = await _hold(tb, ex)
     now_dt = tb.clock()
     policy = rules.policy_from(tb.settings)
     values.update(
-        hold_index=outcome.index,
+        hold_index=hold_index,
         accepted_at=format_time(now_dt),
         done_due_at=format_time(policy.done_due(now_dt)),
     )
@@ -911,6 +955,7 @@ async def _accept(
         ex,
         values,
         event="accepted",
+        by=principal,
         audit_as=(principal, rules.ACCEPT, None) if audited else None,
     )
     if moved is not None:
@@ -918,7 +963,7 @@ async def _accept(
     async with reading(tb.engine) as conn:
         current = await require_visible(conn, principal, ex.id)
     if current.state in (rules.DECLINED, rules.CANCELLED):
-        await tb.ledger.void(ex.entry_id)
+        await _void_all(tb, ex.entry_id)
         raise rules.invalid_transition(ex.id, current.state, rules.ACCEPT)
     if current.state == rules.ACCEPTED:
         return current
@@ -929,38 +974,211 @@ async def settle_due(tb: Timebank, ex: Exchange) -> Exchange:
     """Apply the ledger effect the exchange's state calls for, if not yet applied.
 
     Idempotent: the entry ids are fixed, so a second call finds the entry the first wrote.
-    A post whose hold has lapsed (expired, or voided by the expiry sweep) pays with a
-    plain transfer `xch-<id>.settle` instead. A refusal is kept in `ledger_error` and
-    retried by the scheduled job; nothing is lost, nothing is paid twice.
+    A payment may have several legs (sponsored credit first, see `policy.funding`): a
+    post pays the final minutes from the legs in order, voiding legs left with nothing;
+    a void releases every leg. A post whose hold has lapsed (expired, or voided by the
+    expiry sweep) pays with a plain transfer `<leg id>.settle` instead (`xch-<id>.settle`
+    for the first leg). A refusal is kept in `ledger_error` and retried by the scheduled
+    job; nothing is lost, nothing is paid twice.
     """
     if ex.ledger_due is None:
         return ex
-    outcome: Outcome
     if ex.ledger_due == "void":
-        outcome = await tb.ledger.void(ex.entry_id)
+        outcome = await _void_all(tb, ex.entry_id)
         if isinstance(outcome, RuleViolation) and outcome.code == "hold-not-found":
             return await _settled(tb, ex, None, None)
-    else:
-        minutes = ex.final_minutes
-        assert minutes is not None
-        outcome = await tb.ledger.post(ex.entry_id, minutes)
-        if isinstance(outcome, RuleViolation) and outcome.code in (
-            "hold-expired",
-            "hold-resolved",
-        ):
-            outcome = await tb.ledger.transfer(
-                Transfer(
-                    rules.settle_id(ex.id),
-                    ex.payer,
-                    ex.payee,
-                    minutes,
-                    rules.memo(ex.id),
-                    refs=rules.ledger_refs(ex.id, ex.area),
-                )
+        if isinstance(outcome, RuleViolation):
+            return await _settled(tb, ex, None, f"{outcome.code}: {outcome.detail}"[:500])
+        return await _settled(tb, ex, outcome.index, None)
+    minutes = ex.final_minutes
+    assert minutes is not None
+    async with tb.ledger.read() as conn:
+        legs = await funding.written_legs(conn, ex.entry_id, "hold")
+    if not legs:  # no hold (never made, or not yet visible): the post says which
+        legs = [
+            funding.Written(
+                ex.entry_id,
+                -1,
+                "hold",
+                ex.payer,
+                ex.payee,
+                ex.minutes,
+                rules.ledger_refs(ex.id, ex.area),
             )
-    if isinstance(outcome, RuleViolation):
-        return await _settled(tb, ex, None, f"{outcome.code}: {outcome.detail}"[:500])
-    return await _settled(tb, ex, outcome.index, None)
+        ]
+    first: int | None = None
+    failure: RuleViolation | None = None
+    for leg, amount in zip(legs, funding.allocate(minutes, [g.minutes for g in legs]), strict=True):
+        if amount == 0:
+            # Nothing left for this leg to pay: release it (lapsed already is as good).
+            released = await tb.ledger.void(leg.id)
+            if isinstance(released, RuleViolation) and released.code not in (
+                "hold-resolved",
+                "hold-not-found",
+            ):
+                failure = failure or released
+            continue
+        result = await _post_leg(tb, ex, leg, amount)
+        if isinstance(result, RuleViolation):
+            failure = failure or result
+        elif first is None:
+            first = result
+    if failure is not None:
+        return await _settled(tb, ex, None, f"{failure.code}: {failure.detail}"[:500])
+    return await _settled(tb, ex, first, None)
+
+
+async def _hold(tb: Timebank, ex: Exchange) -> int:
+    """Hold the payment for an accepted exchange; the index of its first leg.
+
+    The receiver's eligible sponsored credit is held first and their own minutes for the
+    rest, all legs linked. A retry after a crash may plan differently (the first attempt's
+    holds changed what is available): the ledger then refuses the first leg's id as used
+    for something else, and the holds already written are the exchange's. If sponsored
+    credit was spent meanwhile by another payment, the plan is made again.
+    """
+    failure: RuleViolation | None = None
+    for _attempt in range(3):
+        async with reading(tb.engine) as conn:
+            legs = await funding.plan(
+                conn,
+                ex.payer,
+                ex.minutes,
+                area=ex.area,
+                listing_id=ex.listing_id,
+                now=tb.clock(),
+            )
+        holds = [
+            Transfer(
+                funding.leg_id(ex.entry_id, position),
+                leg.payer,
+                ex.payee,
+                leg.minutes,
+                rules.memo(ex.id),
+                hold=True,
+                expires_in=ex.hold_expires_in,
+                refs={**rules.ledger_refs(ex.id, ex.area), **leg.refs},
+            )
+            for position, leg in enumerate(legs)
+        ]
+        index, failure = await _write_legs(tb, holds)
+        if failure is None:
+            assert index is not None
+            return index
+        if failure.code == "idempotency-conflict":
+            async with tb.ledger.read() as conn:
+                written = await funding.written_legs(conn, ex.entry_id, "hold")
+            if _is_payment(written, ex.id, ex.area, ex.payee, ex.minutes) and all(
+                leg.payer == ex.payer or funding.is_restricted(leg.payer) for leg in written
+            ):
+                return written[0].index
+            raise failure
+        if failure.code == "limit-exceeded" and funding.is_restricted(
+            str(failure.fields.get("account", ""))
+        ):
+            continue
+        raise failure
+    assert failure is not None
+    raise failure
+
+
+def _is_payment(
+    written: list[funding.Written], exchange_id: str, area: str | None, payee: str, minutes: int
+) -> bool:
+    """Whether legs found in the ledger are this payment (planned differently, perhaps)."""
+    return (
+        bool(written)
+        and all(
+            leg.payee == payee
+            and leg.refs.get("exchange") == exchange_id
+            and leg.refs.get("area") == area
+            for leg in written
+        )
+        and sum(leg.minutes for leg in written) == minutes
+    )
+
+
+async def _write_legs(
+    tb: Timebank, legs: list[Transfer]
+) -> tuple[int | None, RuleViolation | None]:
+    """Write a payment's legs (one transfer, or several linked); (first index, failure)."""
+    if len(legs) == 1:
+        outcome = await tb.ledger.transfer(legs[0])
+        if isinstance(outcome, RuleViolation):
+            return None, outcome
+        return outcome.index, None
+    linked = await tb.ledger.linked(legs)
+    if linked.ok:
+        first = linked.items[0]
+        assert isinstance(first, Appended)
+        return first.index, None
+    culprit = next(
+        item
+        for item in linked.items
+        if isinstance(item, RuleViolation) and item.code != "linked-failed"
+    )
+    assert isinstance(culprit, RuleViolation)
+    return None, culprit
+
+
+async def _post_leg(
+    tb: Timebank, ex: Exchange, leg: funding.Written, amount: int
+) -> int | RuleViolation:
+    """Post `amount` of one leg's hold, or pay it by transfer if the hold lapsed."""
+    outcome = await tb.ledger.post(leg.id, amount)
+    if not isinstance(outcome, RuleViolation):
+        return outcome.index
+    if outcome.code not in ("hold-expired", "hold-resolved"):
+        return outcome
+    settle = f"{leg.id}.settle"
+    memo = rules.memo(ex.id)
+    paid = await tb.ledger.transfer(
+        Transfer(settle, leg.payer, ex.payee, amount, memo, refs=leg.refs)
+    )
+    if (
+        isinstance(paid, RuleViolation)
+        and paid.code == "limit-exceeded"
+        and funding.is_restricted(leg.payer)
+    ):
+        # The sponsored credit it held has expired since: the member pays this part.
+        paid = await tb.ledger.transfer(
+            Transfer(
+                settle, ex.payer, ex.payee, amount, memo, refs=rules.ledger_refs(ex.id, ex.area)
+            )
+        )
+    if isinstance(paid, RuleViolation) and paid.code == "idempotency-conflict":
+        async with tb.ledger.read() as conn:
+            written = await funding.written_legs(conn, settle, "transfer")
+        if written and written[0].id == settle:
+            return written[0].index
+    if isinstance(paid, RuleViolation):
+        return paid
+    return paid.index
+
+
+async def _void_all(tb: Timebank, base: str) -> Outcome:
+    """Release every leg of a payment's hold; the outcome for the first leg.
+
+    Later legs are voided before the first, so that while the first is open the others
+    may be, and once it is resolved they are too (what `_orphan_holds` relies on).
+    """
+    async with tb.ledger.read() as conn:
+        legs = await funding.written_legs(conn, base, "hold")
+    errors: list[RuleViolation] = []
+    for leg in reversed([leg for leg in legs if leg.id != base]):
+        outcome = await tb.ledger.void(leg.id)
+        if isinstance(outcome, RuleViolation) and outcome.code != "hold-resolved":
+            errors.append(outcome)
+    first = await tb.ledger.void(base)
+    if not legs and isinstance(first, Appended) and first.created:
+        # The holds appeared after they were read (an accept racing this void).
+        async with tb.ledger.read() as conn:
+            late = await funding.written_legs(conn, base, "hold")
+        for leg in reversed([leg for leg in late if leg.id != base]):
+            await tb.ledger.void(leg.id)
+    if errors and not isinstance(first, RuleViolation):
+        return errors[0]
+    return first
 
 
 async def _settled(tb: Timebank, ex: Exchange, index: int | None, error: str | None) -> Exchange:
@@ -968,12 +1186,16 @@ async def _settled(tb: Timebank, ex: Exchange, index: int | None, error: str | N
         values: dict[str, Any] = {"ledger_error": error}
         if error is None:
             values.update(ledger_due=None, settle_index=index)
-        await conn.execute(
-            update(exchanges)
-            .where(exchanges.c.id == ex.id, exchanges.c.ledger_due == ex.ledger_due)
-            .values(**values)
-        )
-        settled = await get(conn, ex.id)
+        row = (
+            await conn.execute(
+                update(exchanges)
+                .where(exchanges.c.id == ex.id, exchanges.c.ledger_due == ex.ledger_due)
+                .values(**values)
+                .returning(*exchanges.c)
+            )
+        ).one_or_none()
+        # Not updated: someone else settled it meanwhile; read it as it is.
+        settled = _exchange(row) if row is not None else await get(conn, ex.id)
     assert settled is not None
     return settled
 
@@ -1036,7 +1258,7 @@ async def auto_confirm_due(tb: Timebank, *, limit: int = 500) -> Sweep:
     await asyncio.gather(*(run(i, "settle", sweep.settled) for i in to_settle))
     for exchange_id, outcome in zip(
         orphans,
-        await asyncio.gather(*(tb.ledger.void(rules.entry_id(i)) for i in orphans)),
+        await asyncio.gather(*(_void_all(tb, rules.entry_id(i)) for i in orphans)),
         strict=True,
     ):
         if isinstance(outcome, RuleViolation):
@@ -1093,18 +1315,8 @@ async def record(
         if found is not None:
             return found, False
         await _active_parties(conn, {"provider": proposal.provider, "receiver": proposal.receiver})
-    outcome = await tb.ledger.transfer(
-        Transfer(
-            rules.entry_id(proposal.id),
-            proposal.receiver,
-            proposal.provider,
-            proposal.minutes,
-            rules.memo(proposal.id, recorded=True),
-            refs=rules.ledger_refs(proposal.id, proposal.area),
-        )
-    )
-    if isinstance(outcome, RuleViolation):
-        raise outcome
+        await _check_listing(conn, proposal)
+    settle_index = await _record_payment(tb, proposal)
     now = stamp(tb.clock)
     label = _label(principal)[:300]
     policy = rules.policy_from(tb.settings)
@@ -1128,7 +1340,7 @@ async def record(
                     actual_minutes=proposal.minutes,
                     final_minutes=proposal.minutes,
                     hold_expires_in=policy.hold_seconds,
-                    settle_index=outcome.index,
+                    settle_index=settle_index,
                     recorded_by=label,
                     recorded_reason=reason,
                     created_at=now,
@@ -1150,12 +1362,12 @@ async def record(
                     "provider": proposal.provider,
                     "receiver": proposal.receiver,
                     "minutes": proposal.minutes,
-                    "ledger_index": outcome.index,
+                    "ledger_index": settle_index,
                 },
             )
             created = await get(conn, proposal.id)
             assert created is not None
-            await emit(conn, tb, "recorded", created)
+            await emit(conn, tb, "recorded", created, principal)
     except IntegrityError:
         async with reading(tb.engine) as conn:
             found = await _existing(principal, await get(conn, proposal.id), proposal, True)
@@ -1164,6 +1376,57 @@ async def record(
         return found, False
     tb.mailer.kick()
     return created, True
+
+
+async def _record_payment(tb: Timebank, proposal: Proposal) -> int:
+    """Pay a recorded exchange at once, as an accepted one would be held: the receiver's
+    eligible sponsored credit first, their own minutes for the rest (linked transfers
+    `xch-<id>`, `xch-<id>.1`...); the index of the first."""
+    base = rules.entry_id(proposal.id)
+    failure: RuleViolation | None = None
+    for _attempt in range(3):
+        async with reading(tb.engine) as conn:
+            legs = await funding.plan(
+                conn,
+                proposal.receiver,
+                proposal.minutes,
+                area=proposal.area,
+                listing_id=proposal.listing_id,
+                now=tb.clock(),
+            )
+        transfers = [
+            Transfer(
+                funding.leg_id(base, position),
+                leg.payer,
+                proposal.provider,
+                leg.minutes,
+                rules.memo(proposal.id, recorded=True),
+                refs={**rules.ledger_refs(proposal.id, proposal.area), **leg.refs},
+            )
+            for position, leg in enumerate(legs)
+        ]
+        index, failure = await _write_legs(tb, transfers)
+        if failure is None:
+            assert index is not None
+            return index
+        if failure.code == "idempotency-conflict":
+            async with tb.ledger.read() as conn:
+                written = await funding.written_legs(conn, base, "transfer")
+            if _is_payment(
+                written, proposal.id, proposal.area, proposal.provider, proposal.minutes
+            ) and all(
+                leg.payer == proposal.receiver or funding.is_restricted(leg.payer)
+                for leg in written
+            ):
+                return written[0].index
+            raise failure
+        if failure.code == "limit-exceeded" and funding.is_restricted(
+            str(failure.fields.get("account", ""))
+        ):
+            continue
+        raise failure
+    assert failure is not None
+    raise failure
 
 
 # -- thanks ------------------------------------------------------------------------------------
@@ -1500,6 +1763,10 @@ async def settle_group(
     if group.state == "settled":  # pragma: no cover - settled by a concurrent request
         return group
     legs = group.transfers
+    async with tb.ledger.read() as conn:
+        spends = await funding.spend_refs(
+            conn, [leg.payer for leg in legs if funding.is_restricted(leg.payer)], tb.clock()
+        )
     outcome = await tb.ledger.linked(
         [
             Transfer(
@@ -1508,7 +1775,10 @@ async def settle_group(
                 leg.payee,
                 leg.minutes,
                 rules.group_memo(group.id),
-                refs=rules.ledger_refs(group.id, group.area, group=True, zone=group.zone),
+                refs={
+                    **rules.ledger_refs(group.id, group.area, group=True, zone=group.zone),
+                    **spends.get(leg.payer, {}),
+                },
             )
             for leg in legs
         ]
@@ -1516,6 +1786,11 @@ async def settle_group(
     if outcome.ok:
         indexes = [item.index for item in outcome.items if isinstance(item, Appended)]
         return await _finish_settling(tb, principal, group, indexes)
+    committed = await _committed(tb, [leg.entry_id for leg in legs])
+    if committed is not None:
+        # An earlier or concurrent settlement of this plan committed (perhaps in another
+        # period, so that a sponsored leg's annotations now differ): it stands.
+        return await _finish_settling(tb, principal, group, committed)
     await _abandon_settling(tb, group, outcome.items)
     position = next(
         i
@@ -1529,6 +1804,8 @@ async def settle_group(
         named = await parties(conn, [leg.payer])
     payer = named.get(leg.payer)
     who = f"{payer.name} ({leg.payer})" if payer else f"the pool {leg.payer}"
+    if funding.is_restricted(leg.payer):
+        who = f"the sponsored credit {leg.payer} of {leg.participant}"
     extra = {k: v for k, v in failure.fields.items() if k in ("available", "shortfall")}
     raise RuleViolation(
         "group-settlement-failed",
@@ -1552,7 +1829,12 @@ async def _start_settling(
     present = [(a, paid) for a, paid in present if a not in set(absent)]
     if not present:
         raise RuleViolation("invalid-group", "nobody took part: nothing to settle")
-    legs = rules.plan_group(group.minutes, group.facilitators, present, group.pool_account)
+    legs = await _fund_group(
+        tb,
+        rules.plan_group(group.minutes, group.facilitators, present, group.pool_account),
+        group.area,
+        group.zone,
+    )
     async with reading(tb.engine) as conn:
         await authz.check_not_suspended(
             conn, sorted({a for leg in legs for a in (leg.payer, leg.payee)})
@@ -1609,6 +1891,43 @@ async def _start_settling(
             "invalid-transition", f"group exchange {group.id} changed meanwhile; try again"
         )
     return current
+
+
+async def _fund_group(
+    tb: Timebank, legs: list[rules.Leg], area: str | None, zone: str | None
+) -> list[rules.Leg]:
+    """Participants who pay for themselves pay with their eligible sponsored credit first
+    (split into legs with the restricted account as payer, the participant unchanged)."""
+    now = tb.clock()
+    funded: list[rules.Leg] = []
+    left: dict[str, int] = {}
+    async with reading(tb.engine) as conn:
+        for leg in legs:
+            if leg.participant is None or leg.payer != leg.participant:
+                funded.append(leg)
+                continue
+            available = [
+                dataclasses.replace(credit, available=left.get(credit.account, credit.available))
+                for credit in await funding.credits(conn, leg.payer, now)
+            ]
+            for part in funding.split(leg.minutes, leg.payer, available, area, zone):
+                if part.sponsored:
+                    had = next(c.available for c in available if c.account == part.payer)
+                    left[part.payer] = had - part.minutes
+                funded.append(rules.Leg(part.payer, leg.payee, part.minutes, leg.participant))
+    return funded
+
+
+async def _committed(tb: Timebank, entry_ids: list[str]) -> list[int] | None:
+    """The indexes of these entries if every one is in the ledger, else None."""
+    async with tb.ledger.read() as conn:
+        rows = await conn.execute(
+            select(entries.c.id, entries.c.idx).where(entries.c.id.in_(entry_ids))
+        )
+        found = {row.id: int(row.idx) for row in rows}
+    if len(found) != len(set(entry_ids)):
+        return None
+    return [found[i] for i in entry_ids]
 
 
 async def _finish_settling(

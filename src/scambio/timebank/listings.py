@@ -44,15 +44,14 @@ from scambio.store.listings_tables import (
     LISTING_RESOURCES,
     listings,
 )
-from scambio.store.people_tables import members, org_admins, organisations
+from scambio.store.people_tables import members, organisations
 from scambio.store.tokens import SCOPE_MANAGE, SCOPE_WRITE, Principal
-from scambio.timebank import audit
+from scambio.timebank import audit, notifications
 from scambio.timebank.areas import AREA_IDS, AREAS
 from scambio.timebank.audit import Actor
 from scambio.timebank.authz import forbidden, require_scope
 from scambio.timebank.context import Timebank
 from scambio.timebank.db import writing
-from scambio.timebank.outbox import enqueue
 from scambio.timebank.people import AVAILABILITY_MAX, Slot, clean_slots, clean_zone
 from scambio.timebank.text import TAG_MAX, clean_name, clean_tags, clean_text, invalid
 from scambio.timebank.zones import Zones
@@ -333,21 +332,6 @@ async def require(conn: AsyncConnection, listing_id: str) -> Listing:
     return listing
 
 
-async def owner_emails(conn: AsyncConnection, owner: Owner) -> list[tuple[str, str]]:
-    """(name, email) of whoever hears about an owner's listings: the member, or the
-    organisation's active admins. Members without an email (registered offline) have none."""
-    if owner.is_member:
-        query = select(members.c.name, members.c.email).where(members.c.id == owner.id)
-    else:
-        query = (
-            select(members.c.name, members.c.email)
-            .join(org_admins, org_admins.c.member_id == members.c.id)
-            .where(org_admins.c.org_id == owner.id, members.c.status == "active")
-            .order_by(members.c.id)
-        )
-    return [(row.name, row.email) for row in await conn.execute(query) if row.email]
-
-
 async def _owner_facts(conn: AsyncConnection, owner: Owner) -> tuple[str, str | None]:
     """The owner's status and zone; a RuleViolation if there is no such owner."""
     table = members if owner.is_member else organisations
@@ -578,13 +562,20 @@ def _reminder(listing: Listing, name: str, days_left: int) -> tuple[str, str]:
     return subject, body
 
 
-async def send_expiry_reminders(tb: Timebank, *, limit: int = 1000) -> int:
-    """Queue one reminder email per lapsing listing (to the member, or to each admin of
-    the organisation), once per expiry date; return how many listings were reminded.
+def _reminder_mail(listing: Listing, days_left: int) -> notifications.Mail:
+    return notifications.Mail(
+        "listing-expiry-reminder", lambda r: _reminder(listing, r.name, days_left)
+    )
 
-    Each listing is marked in the same transaction as its email, with a conditional update,
-    so two workers running at once remind once. Renewing moves the expiry date, and the
-    next period gets its own reminder.
+
+async def send_expiry_reminders(tb: Timebank, *, limit: int = 1000) -> int:
+    """Remind the owner of each lapsing listing (the member, or each admin of the
+    organisation), once per expiry date: in the app and, as their settings say, by email.
+    Returns how many listings were reminded.
+
+    Each listing is marked in the same transaction as its notifications, with a conditional
+    update, so two workers running at once remind once. Renewing moves the expiry date,
+    and the next period gets its own reminder.
     """
     now = tb.clock()
     days = reminder_days(tb.settings)
@@ -608,16 +599,23 @@ async def send_expiry_reminders(tb: Timebank, *, limit: int = 1000) -> int:
             reminded += 1
             seconds = int((parse_time(listing.expires_at) - now).total_seconds())
             days_left = max(1, -(-seconds // 86400))
-            for name, email in await owner_emails(conn, listing.owner):
-                subject, body = _reminder(listing, name, days_left)
-                await enqueue(
-                    conn,
-                    tb.clock,
-                    kind="listing-expiry-reminder",
-                    recipient=email,
-                    subject=subject,
-                    body=body,
-                )
+            noun = "offer" if listing.kind == OFFER else "request"
+            when = "tomorrow" if days_left <= 1 else f"in {days_left} days"
+            await notifications.notify(
+                conn,
+                tb.clock,
+                await notifications.owner(conn, listing.owner.type, listing.owner.id),
+                kind="listing.expiring",
+                text=(
+                    f"Your {noun} \u201c{notifications.short(listing.title)}\u201d expires "
+                    f"{when} ({listing.expires_at[:10]}): renew it if it is still current."
+                ),
+                refs=notifications.Refs(
+                    listing=listing.id,
+                    organisation=None if listing.owner.is_member else listing.owner.id,
+                ),
+                mail=_reminder_mail(listing, days_left),
+            )
     if reminded:
         tb.mailer.kick()
     return reminded

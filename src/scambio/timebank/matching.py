@@ -5,8 +5,9 @@ and what is known about each candidate (their offers, profile, balance, activity
 scores every candidate with integer weights and says why, reason by reason, so a manager
 can trust (or overrule) the order. The same inputs always give the same list. `gather`
 is the query layer that feeds it from the database; `queue` lists the requests nobody has
-been introduced to yet, oldest first; `introduce` records that a manager put a helper in
-touch with a request's owner, notifies both by email and writes the audit log.
+been introduced to yet and no live exchange serves, oldest first; `introduce` records that
+a manager put a helper in touch with a request's owner, notifies both (in the app and by
+email) and writes the audit log.
 
 What counts, and why (weights in `Weights`):
 
@@ -43,10 +44,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from scambio.ledger.entry import format_time, parse_time
 from scambio.ledger.errors import RuleViolation
+from scambio.store.exchanges_tables import exchanges
 from scambio.store.listings_tables import introductions, listings
 from scambio.store.people_tables import members, organisations
 from scambio.store.tables import accounts, api_tokens, entries, postings
-from scambio.timebank import audit
+from scambio.timebank import audit, notifications
 from scambio.timebank.audit import Actor
 from scambio.timebank.context import Timebank
 from scambio.timebank.db import writing
@@ -62,11 +64,9 @@ from scambio.timebank.listings import (
     base_select,
     from_row,
     owner_active_clause,
-    owner_emails,
     require,
 )
 from scambio.timebank.orgs import org_account_id
-from scambio.timebank.outbox import enqueue
 from scambio.timebank.people import Slot, member_account_id
 from scambio.timebank.search import decode_cursor, encode_cursor, status_clause
 from scambio.timebank.text import clean_text, invalid
@@ -77,6 +77,8 @@ POOL: Final = 300
 QUEUE_ORDER: Final = "queue"
 INTRODUCTIONS_ORDER: Final = "intro"
 INTRODUCTION_CREATED: Final = "introduction.created"
+#: Exchange states that leave a request unserved: it still waits in the manager's queue.
+DEAD_EXCHANGE_STATES: Final = ("declined", "cancelled", "expired")
 
 
 @dataclass(frozen=True, slots=True)
@@ -620,14 +622,20 @@ async def queue(
     cursor: str | None = None,
     limit: int = 20,
 ) -> QueuePage:
-    """Active requests nobody has been introduced to yet, oldest first."""
+    """Active requests nobody has been introduced to yet and that no live exchange serves
+    (one made from the request that was not declined, cancelled or left to lapse), oldest
+    first."""
     at = format_time(now)
     introduced = exists().where(introductions.c.request_id == listings.c.id)
+    served = exists().where(
+        exchanges.c.listing_id == listings.c.id, exchanges.c.state.not_in(DEAD_EXCHANGE_STATES)
+    )
     query = base_select().where(
         listings.c.kind == REQUEST,
         status_clause(("active",), at),
         owner_active_clause(),
         not_(introduced),
+        not_(served),
     )
     if zone is not None:
         query = query.where(listings.c.zone == zone)
@@ -790,6 +798,7 @@ async def introduce(
         await _notify(
             conn,
             tb,
+            intro_id=intro_id,
             request=request,
             helper=helper,
             helper_name=helper_name,
@@ -813,40 +822,68 @@ async def _notify(
     conn: AsyncConnection,
     tb: Timebank,
     *,
+    intro_id: str,
     request: Listing,
     helper: Owner,
     helper_name: str,
     offer: Listing | None,
     note: str,
 ) -> None:
+    """Tell both sides, in the app and (as their settings say) by email: names and
+    listings only, no contact details."""
     said = f"\n\nThe community manager adds:\n{note}" if note else ""
     offered = f" (their offer \u201c{offer.title}\u201d)" if offer else ""
-    for name, email in await owner_emails(conn, request.owner):
-        await enqueue(
-            conn,
-            tb.clock,
-            kind="introduction",
-            recipient=email,
-            subject=f"Scambio: meet {helper_name[:80]}, who could help you",
-            body=(
-                f"Hello {name},\n\na community manager has introduced you to {helper_name}"
-                f"{offered}, who could help with your request \u201c{request.title}\u201d."
-                f"{said}\n\nYou can propose an exchange to {helper_name} in Scambio."
-            ),
+    title = notifications.short(request.title)
+
+    def to_owner(r: notifications.Recipient) -> tuple[str, str]:
+        return (
+            f"Scambio: meet {helper_name[:80]}, who could help you",
+            f"Hello {r.name},\n\na community manager has introduced you to {helper_name}"
+            f"{offered}, who could help with your request \u201c{request.title}\u201d."
+            f"{said}\n\nYou can propose an exchange to {helper_name} in Scambio.",
         )
-    for name, email in await owner_emails(conn, helper):
-        await enqueue(
-            conn,
-            tb.clock,
-            kind="introduction",
-            recipient=email,
-            subject=f"Scambio: {request.owner_name[:80]} could use your help",
-            body=(
-                f"Hello {name},\n\na community manager has introduced you to "
-                f"{request.owner_name}, who asked for help: \u201c{request.title}\u201d."
-                f"{said}\n\nIf you can help, propose an exchange from the request in Scambio."
-            ),
+
+    def to_helper(r: notifications.Recipient) -> tuple[str, str]:
+        return (
+            f"Scambio: {request.owner_name[:80]} could use your help",
+            f"Hello {r.name},\n\na community manager has introduced you to "
+            f"{request.owner_name}, who asked for help: \u201c{request.title}\u201d."
+            f"{said}\n\nIf you can help, propose an exchange from the request in Scambio.",
         )
+
+    await notifications.notify(
+        conn,
+        tb.clock,
+        await notifications.owner(conn, request.owner.type, request.owner.id),
+        kind="introduction",
+        text=(
+            f"A community manager introduced you to {notifications.short(helper_name, 60)}, "
+            f"who could help with your request \u201c{title}\u201d."
+        ),
+        refs=notifications.Refs(
+            listing=request.id,
+            introduction=intro_id,
+            organisation=None if request.owner.is_member else request.owner.id,
+        ),
+        mail=notifications.Mail("introduction", to_owner),
+    )
+    await notifications.notify(
+        conn,
+        tb.clock,
+        await notifications.owner(conn, helper.type, helper.id),
+        kind="introduction",
+        text=(
+            f"A community manager introduced you to "
+            f"{notifications.short(request.owner_name, 60)}, who asked for help: "
+            f"\u201c{title}\u201d."
+        ),
+        refs=notifications.Refs(
+            listing=request.id,
+            introduction=intro_id,
+            organisation=None if helper.is_member else helper.id,
+        ),
+        mail=notifications.Mail("introduction", to_helper),
+    )
 
 
 async def list_introductions(

@@ -4,12 +4,15 @@ A community manager registers an organisation (its time account is opened in the
 and appoints its first admin; an org admin may appoint others. Employee links say that a
 worker belongs to an organisation: the organisation's admin proposes, the worker accepts
 (proposed -> active) or declines; the organisation may withdraw a proposal; either side
-ends an active link. At most one open link exists per organisation and worker. Each step
-is audited. Like `people`, this module does not decide who may act: the API does.
+ends an active link. At most one open link exists per organisation and worker. A manager
+suspends an organisation and reactivates it (`set_status`), with a reason. Each step is
+audited, and the people it concerns are notified (`timebank.notifications`). Like
+`people`, this module does not decide who may act: the API does.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Final
@@ -26,13 +29,14 @@ from scambio.store.people_tables import (
     org_admins,
     organisations,
 )
-from scambio.timebank import audit, people
+from scambio.timebank import audit, notifications, people
 from scambio.timebank.audit import Actor
 from scambio.timebank.context import Timebank
 from scambio.timebank.db import reading, stamp, writing
-from scambio.timebank.outbox import enqueue
 from scambio.timebank.text import invalid
 
+#: What `secrets.token_hex(8)` makes: an organisation's id.
+ORG_ID_RE: Final = re.compile(r"[0-9a-f]{16}")
 DESCRIPTION_MAX: Final = 4000
 TITLE_MAX: Final = 200
 
@@ -188,6 +192,16 @@ async def _require_active_member(conn: AsyncConnection, member_id: str) -> peopl
     return member
 
 
+def _require_active_org(org: Organisation) -> None:
+    if org.status != "active":
+        raise RuleViolation(
+            "invalid-status",
+            f"organisation {org.id} is {org.status}: it cannot do this until reactivated",
+            organisation=org.id,
+            current_status=org.status,
+        )
+
+
 async def create(
     tb: Timebank,
     actor: Actor,
@@ -198,9 +212,17 @@ async def create(
     description: str,
     admin_member_id: str | None = None,
     limits: dict[str, int | None] | None = None,
+    org_id: str | None = None,
 ) -> Organisation:
-    """Register an organisation, open its time account, and appoint its first admin."""
-    org_id = secrets.token_hex(8)
+    """Register an organisation, open its time account, and appoint its first admin.
+
+    `org_id` (16 hex digits) is for installations that name organisations in files ahead
+    of creating them, such as the demo's sponsorship policies; otherwise it is random.
+    """
+    if org_id is None:
+        org_id = secrets.token_hex(8)
+    elif not ORG_ID_RE.fullmatch(org_id):
+        raise ValueError(f"organisation id {org_id!r} is not 16 lower-case hex digits")
     if admin_member_id is not None:
         async with reading(tb.engine) as conn:
             await _require_active_member(conn, admin_member_id)
@@ -344,6 +366,7 @@ async def propose_link(
     try:
         async with writing(tb.engine) as conn:
             org = await require(conn, org_id)
+            _require_active_org(org)
             member = await _require_active_member(conn, member_id)
             open_link = (
                 await conn.execute(
@@ -376,19 +399,27 @@ async def propose_link(
                 at=now,
                 details={"organisation": org_id, "member": member_id, "title": title},
             )
-            if member.email:
-                await enqueue(
-                    conn,
-                    tb.clock,
-                    kind="employee-link-proposed",
-                    recipient=member.email,
-                    subject=f"Scambio: {org.name} lists you as an employee",
-                    body=(
-                        f"Hello {member.name},\n\n{org.name} proposes to link your Scambio "
+            await notifications.notify(
+                conn,
+                tb.clock,
+                [notifications.Recipient(member.id, member.name, member.email)],
+                kind="employee-link.proposed",
+                text=(
+                    f"{notifications.short(org.name, 80)} proposes to link your account to "
+                    "theirs as an employee: accept or decline it."
+                ),
+                refs=notifications.Refs(link=link_id, organisation=org_id),
+                mail=notifications.Mail(
+                    "employee-link-proposed",
+                    lambda r: (
+                        f"Scambio: {org.name} lists you as an employee",
+                        f"Hello {r.name},\n\n{org.name} proposes to link your Scambio "
                         "account to theirs as an employee. Accept or decline it in Scambio "
-                        f"(employee link {link_id})."
+                        f"(employee link {link_id}).",
                     ),
-                )
+                ),
+                skip=actor.member_id,
+            )
             link = await get_link(conn, link_id)
     except IntegrityError:
         # Two proposals at once: the partial unique index let one through.
@@ -464,3 +495,69 @@ async def member_exists(conn: AsyncConnection, member_id: str) -> bool:
     return (
         await conn.execute(select(members.c.id).where(members.c.id == member_id))
     ).one_or_none() is not None
+
+
+# -- suspension ------------------------------------------------------------------------------
+
+#: (from status, to status, audit action, notification kind) for each act.
+_STATUS_MOVES: Final = {
+    "suspend": ("active", "suspended", audit.ORG_SUSPENDED, "organisation.suspended"),
+    "reactivate": ("suspended", "active", audit.ORG_REACTIVATED, "organisation.reactivated"),
+}
+
+
+async def set_status(
+    tb: Timebank, actor: Actor, org_id: str, action: str, *, reason: str
+) -> Organisation:
+    """Suspend an active organisation, or reactivate a suspended one (a reason always).
+
+    While suspended the organisation's account neither pays nor is paid, its listings are
+    hidden and it cannot post new ones, exchanges cannot be proposed to or accepted by it,
+    and its admins no longer act for it (their tokens stop carrying it at their next
+    request); they remain members in their own right. Reactivation restores all of it.
+    Conditional on the status read, so two managers acting at once change it once; the
+    admins are told, in the app and by email.
+    """
+    from_status, to_status, audit_action, kind = _STATUS_MOVES[action]
+    now = stamp(tb.clock)
+    async with writing(tb.engine) as conn:
+        org = await require(conn, org_id)
+        result = await conn.execute(
+            update(organisations)
+            .where(organisations.c.id == org_id, organisations.c.status == from_status)
+            .values(status=to_status, updated_at=now)
+        )
+        if result.rowcount != 1:
+            raise RuleViolation(
+                "invalid-status",
+                f"organisation {org_id} is {org.status}, not {from_status}",
+                organisation=org_id,
+                current_status=org.status,
+            )
+        await audit.record(conn, actor, audit_action, "organisation", org_id, at=now, reason=reason)
+        if action == "suspend":
+            text = (
+                f"{notifications.short(org.name, 80)} is suspended by a community manager: "
+                f"you cannot act for it until it is reactivated. The reason: {reason}"
+            )
+        else:
+            text = f"{notifications.short(org.name, 80)} is active again. The reason: {reason}"
+        await notifications.notify(
+            conn,
+            tb.clock,
+            await notifications.org_admins_of(conn, org_id),
+            kind=kind,
+            text=text,
+            refs=notifications.Refs(organisation=org_id),
+            mail=notifications.Mail(
+                f"organisation-{'suspended' if action == 'suspend' else 'reactivated'}",
+                lambda r: (
+                    f"Scambio: {org.name} is {to_status}",
+                    f"Hello {r.name},\n\n{text}",
+                ),
+            ),
+            skip=actor.member_id,
+        )
+        changed = await require(conn, org_id)
+    tb.mailer.kick()
+    return changed
