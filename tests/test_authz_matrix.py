@@ -28,6 +28,7 @@ from scambio.store.db import make_engine
 from scambio.store.people_tables import audit_log
 
 from .api_helpers import PASSWORD, Api, Person, exchange_in, new_uuid, running_api
+from .federation_rows import federation_rows
 
 MEMBER, OTHER, ORG, OTHER_ORG = "marco", "giulia", "paolo", "bea"
 MANAGER, AUDITOR, ADMIN = "manager", "auditor", "admin"
@@ -643,6 +644,8 @@ def rows(w: World) -> list[tuple[str, Make, dict[str | None, int | None]]]:
         ),
         ("monthly co-production report", monthly(), STAFF_READ_200),
         ("monthly report directory", monthly("/directory"), STAFF_READ_200),
+        # -- federation (peers: admins; node-to-node: signatures, never tokens) -----------
+        *federation_rows(expect),
         # -- sessions (last: they change tokens and passwords) ---------------------------
         ("list tokens", fixed("GET", "/api/v1/auth/tokens"), MEMBER_ONLY),
         (

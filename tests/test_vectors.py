@@ -350,4 +350,6 @@ def test_the_spec_names_what_the_code_enforces() -> None:
     for code in codes:
         assert f"`{code}`" in spec, f"rule code {code} is not documented"
     assert "## 12. Export format" in spec and "src/scambio/store/export.py" in spec
-    assert "## 13. Federation addresses (member@peer)" in spec and "Reserved" in spec
+    assert "## 13. Federation addresses (member@peer)" in spec
+    for key in ("peer", "peer_transfer", "peer_account", "peer_minutes", "peer_sig"):
+        assert f"| `{key}` |" in spec, f"federation annotation {key} is not in section 13"

@@ -179,6 +179,10 @@ def openapi_config() -> OpenAPIConfig:
                 name="reports",
                 description="Co-production reports: signed, recomputable from an export",
             ),
+            Tag(
+                name="federation",
+                description="Peer timebanks, cross-timebank transfers, node-to-node protocol",
+            ),
             Tag(name="service", description="Home page and health"),
         ],
     )

@@ -353,9 +353,22 @@ def ledger() -> None:
 
 
 @ledger.command("export")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def ledger_export(out_path: Path) -> None:
-    """Write the ledger as JSON Lines: header, canonical entries, signed checkpoints."""
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("jsonl", "csv", "hledger")),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: the verifiable export; csv: accounts, transfers and members tables in the "
+    "directory OUT; hledger: a journal for hledger.",
+)
+def ledger_export(out_path: Path, fmt: str) -> None:
+    """Write the ledger as JSON Lines: header, canonical entries, signed checkpoints
+    (or, with --format, as CSV tables or an hledger journal)."""
+    if fmt != "jsonl":
+        _export_other(out_path, fmt)
+        return
 
     async def go(settings: Settings) -> int:
         from scambio.store.db import make_engine
@@ -859,6 +872,275 @@ def report_verify(
         click.echo(check.describe(), err=True)
         sys.exit(1)
     click.echo(check.describe())
+
+
+# -- federation: peers, recovery, reconciliation ------------------------------------------
+
+
+def _rate(text: str | None) -> tuple[int | None, int | None]:
+    if text is None:
+        return None, None
+    ours, sep, theirs = text.partition(":")
+    if not sep or not ours.isdigit() or not theirs.isdigit():
+        raise click.BadParameter("a rate is OURS:THEIRS, e.g. 1:1 or 2:1")
+    return int(ours), int(theirs)
+
+
+def _echo_peer(peer: Any) -> None:
+    click.echo(
+        f"{peer.name:<16} {peer.status:<9} rate {peer.rate_ours}:{peer.rate_theirs}  "
+        f"we may owe {peer.max_we_owe}, they may owe {peer.max_they_owe}  "
+        f"{peer.clearing_account}  {peer.base_url}  {peer.vkey}"
+    )
+
+
+@main.group()
+def peer() -> None:
+    """Peer timebanks (federation): add, change, list. Changes are audited."""
+
+
+@peer.command("add")
+@click.argument("name")
+@click.option("--url", "base_url", required=True, help="The peer's base URL.")
+@click.option("--vkey", required=True, help="The peer's verifier key (`scambio key` there).")
+@click.option("--max-we-owe", type=click.IntRange(0), default=600, show_default=True)
+@click.option("--max-they-owe", type=click.IntRange(0), default=600, show_default=True)
+@click.option("--rate", default="1:1", show_default=True, help="OURS:THEIRS minutes.")
+@click.option("--reason", default=None)
+def peer_add(
+    name: str,
+    *,
+    base_url: str,
+    vkey: str,
+    max_we_owe: int,
+    max_they_owe: int,
+    rate: str,
+    reason: str | None,
+) -> None:
+    """Add peer NAME and open its clearing account."""
+    ours, theirs = _rate(rate)
+
+    async def go(settings: Settings) -> Any:
+        from scambio.federation import peers
+        from scambio.ledger.errors import RuleViolation
+        from scambio.timebank.audit import CLI
+
+        async with _timebank(settings) as tb:
+            try:
+                return await peers.add(
+                    tb,
+                    CLI,
+                    name=name,
+                    base_url=base_url,
+                    vkey=vkey,
+                    max_we_owe=max_we_owe,
+                    max_they_owe=max_they_owe,
+                    rate_ours=ours or 1,
+                    rate_theirs=theirs or 1,
+                    reason=reason,
+                )
+            except RuleViolation as exc:
+                raise click.ClickException(exc.detail) from exc
+
+    _echo_peer(_run(go))
+
+
+@peer.command("change")
+@click.argument("name")
+@click.option("--url", "base_url", default=None)
+@click.option("--vkey", default=None)
+@click.option("--max-we-owe", type=click.IntRange(0), default=None)
+@click.option("--max-they-owe", type=click.IntRange(0), default=None)
+@click.option("--rate", default=None, help="OURS:THEIRS minutes.")
+@click.option("--status", type=click.Choice(("active", "suspended")), default=None)
+@click.option("--reason", required=True)
+def peer_change(
+    name: str,
+    *,
+    base_url: str | None,
+    vkey: str | None,
+    max_we_owe: int | None,
+    max_they_owe: int | None,
+    rate: str | None,
+    status: str | None,
+    reason: str,
+) -> None:
+    """Change peer NAME (URL, key, limits, rate, status)."""
+    ours, theirs = _rate(rate)
+
+    async def go(settings: Settings) -> Any:
+        from scambio.federation import peers
+        from scambio.ledger.errors import RuleViolation
+        from scambio.timebank.audit import CLI
+
+        async with _timebank(settings) as tb:
+            try:
+                return await peers.change(
+                    tb,
+                    CLI,
+                    name,
+                    base_url=base_url,
+                    vkey=vkey,
+                    max_we_owe=max_we_owe,
+                    max_they_owe=max_they_owe,
+                    rate_ours=ours,
+                    rate_theirs=theirs,
+                    status=status,
+                    reason=reason,
+                )
+            except RuleViolation as exc:
+                raise click.ClickException(exc.detail) from exc
+
+    _echo_peer(_run(go))
+
+
+@peer.command("list")
+def peer_list() -> None:
+    """List peers."""
+
+    async def go(settings: Settings) -> list[Any]:
+        from scambio.federation import peers
+        from scambio.store.db import make_engine
+        from scambio.timebank.db import reading
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            async with reading(engine) as conn:
+                return await peers.listing(conn)
+        finally:
+            await engine.dispose()
+
+    for item in _run(go):
+        _echo_peer(item)
+
+
+@main.group()
+def federation() -> None:
+    """Run the federation jobs once: recovery of in-doubt transfers, reconciliation."""
+
+
+@federation.command("recover")
+def federation_recover() -> None:
+    """Finish in-doubt cross-timebank transfers (asks peers; idempotent)."""
+
+    async def go(settings: Settings) -> Any:
+        from scambio.federation import jobs
+
+        async with _timebank(settings) as tb:
+            return await jobs.recover(tb, tb.clock())
+
+    report = _run(go)
+    click.echo(report.summary())
+    for error in report.errors:
+        click.echo(f"  error: {error}", err=True)
+
+
+@federation.command("reconcile")
+@click.option("--peer", "peer_name", default=None, help="Only this peer.")
+def federation_reconcile(peer_name: str | None) -> None:
+    """Check every peer's checkpoint and clearing statement; exit 1 on any finding."""
+
+    async def go(settings: Settings) -> list[Any]:
+        from scambio.federation import jobs
+        from scambio.federation import peers as peers_mod
+        from scambio.federation.reconcile import reconcile_peer
+        from scambio.ledger.errors import RuleViolation
+        from scambio.timebank.db import reading
+
+        async with _timebank(settings) as tb:
+            if peer_name is None:
+                return await jobs.reconcile(tb, tb.clock())
+            async with reading(tb.engine) as conn:
+                try:
+                    one = await peers_mod.require(conn, peer_name)
+                except RuleViolation as exc:
+                    raise click.ClickException(exc.detail) from exc
+            return [await reconcile_peer(tb, one, tb.clock())]
+
+    reports = _run(go)
+    for report in reports:
+        status = "OK" if report.ok else "DIFFERENCES"
+        click.echo(
+            f"{report.peer}: {status}: checkpoint {report.checkpoint_size}, position "
+            f"{report.position} here / {report.peer_position} there, "
+            f"{report.transfers_compared} transfers compared, {len(report.in_flight)} in flight"
+        )
+        for finding in report.findings:
+            where = f" [{finding.transfer}]" if finding.transfer else ""
+            click.echo(f"  {finding.kind}{where}: {finding.detail}")
+    if any(not r.ok for r in reports):
+        sys.exit(1)
+
+
+# -- import and export for other tools -------------------------------------------------------
+
+
+def _export_other(out_path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        out_path.mkdir(parents=True, exist_ok=True)
+
+    async def go(settings: Settings) -> str:
+        from scambio.federation.export import export_csv, export_hledger
+        from scambio.store.db import make_engine
+
+        engine = make_engine(settings.database_url, null_pool=True)
+        try:
+            if fmt == "csv":
+                counts = await export_csv(engine, out_path)
+                return ", ".join(f"{n} {name}" for name, n in counts.items())
+            tmp = out_path.with_name(out_path.name + ".partial")
+            try:
+                with tmp.open("w", encoding="utf-8") as out:
+                    count = await export_hledger(engine, out)
+                tmp.replace(out_path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return f"{count} transactions"
+        finally:
+            await engine.dispose()
+
+    click.echo(f"exported {_run(go)} to {out_path}")
+
+
+@main.command("import")
+@click.argument("source", type=click.Choice(("timeoverflow", "komunitin", "ces")))
+@click.argument("files", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check and report; write nothing.")
+def import_cmd(source: str, files: tuple[Path, Path], dry_run: bool) -> None:
+    """Import members, balances and transfers from SOURCE's CSV export.
+
+    FILES: TimeOverflow members.csv transfers.csv; Komunitin accounts.csv transfers.csv;
+    CES users.csv trades.csv. A malformed file imports nothing (exit 1, every error with
+    its line).
+    """
+    from scambio.federation import imports
+
+    try:
+        parsed = imports.parse(source, imports.read_files(files))
+    except imports.ImportFailed as exc:
+        for error in exc.errors:
+            click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+    async def go(settings: Settings) -> Any:
+        from scambio.ledger.errors import RuleViolation
+        from scambio.timebank.audit import CLI
+
+        async with _timebank(settings) as tb:
+            try:
+                return await imports.run_import(tb, CLI, parsed, dry_run=dry_run)
+            except RuleViolation as exc:
+                raise click.ClickException(exc.detail) from exc
+
+    report = _run(go)
+    click.echo(report.summary())
+    for skipped in report.skipped:
+        click.echo(f"  skipped {skipped.where}: {skipped.reason}")
+    for opening in report.opening_balances:
+        click.echo(
+            f"  opening balance {opening['person']}: {opening['adjustment']:+d} minutes "
+            f"(source {opening['source_balance']}, history {opening['from_history']})"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

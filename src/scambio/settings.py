@@ -84,6 +84,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_size: int = 20
     #: The sponsorship policy files (TOML), applied at start-up and by `scambio policy apply`.
     policies_dir: Path = Path("policies")
+    #: Federation: this node's URL as peers reach it (behind a proxy; None = as requested),
+    #: the timeout of one request to a peer, and how long a prepared transfer may wait for
+    #: the peer's answer before this node aborts it (seconds).
+    federation_public_url: str | None = None
+    federation_timeout: float = 10.0
+    federation_prepare_deadline: int = 900
 
     @property
     def is_sqlite(self) -> bool:
@@ -198,4 +204,27 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_networks(env, "SCAMBIO_TRUSTED_PROXIES"),
         db_pool_size=_int(env, "SCAMBIO_DB_POOL_SIZE", 20, 1, 1000),
         policies_dir=Path(env.get("SCAMBIO_POLICIES_DIR") or "policies"),
+        federation_public_url=_public_url(env),
+        federation_timeout=_seconds(env, "SCAMBIO_FEDERATION_TIMEOUT", 10.0),
+        federation_prepare_deadline=_int(
+            env, "SCAMBIO_FEDERATION_PREPARE_DEADLINE", 900, 10, 30 * 24 * 3600
+        ),
     )
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    url = (env.get("SCAMBIO_FEDERATION_PUBLIC_URL") or "").rstrip("/")
+    if url and not url.startswith(("http://", "https://")):
+        raise SettingsError("SCAMBIO_FEDERATION_PUBLIC_URL must start with http:// or https://")
+    return url or None
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds") from None
+    if not 0 < value <= 600:
+        raise SettingsError(f"{name} must be more than 0 and at most 600 seconds")
+    return value

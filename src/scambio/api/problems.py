@@ -106,6 +106,30 @@ RULE_STATUS: Final[dict[str, tuple[int, str]]] = {
     # jobs and reports
     "report-not-found": (404, "Report not found"),
     "invalid-range": (422, "Invalid date range"),
+    # federation: signatures between nodes, peers, cross-timebank transfers
+    "signature-required": (401, "Signature required"),
+    "malformed-signature": (400, "Malformed signature"),
+    "unknown-key": (401, "Unknown key"),
+    "bad-signature": (401, "Bad signature"),
+    "stale-request": (401, "Stale request"),
+    "replayed-request": (401, "Replayed request"),
+    "net-position-exceeded": (422, "Net position limit exceeded"),
+    "peer-not-found": (404, "Peer not found"),
+    "peer-exists": (409, "Peer already exists"),
+    "peer-suspended": (403, "Peer suspended"),
+    "peer-refused": (422, "Refused by the peer"),
+    "unknown-peer": (422, "Unknown peer"),
+    "invalid-address": (422, "Invalid address"),
+    "invalid-transfer": (422, "Invalid cross-timebank transfer"),
+    "unknown-payee": (422, "Unknown payee"),
+    "payee-inactive": (422, "Payee inactive"),
+    "rate-mismatch": (422, "Exchange rate mismatch"),
+    "inexact-amount": (422, "Amount does not convert exactly"),
+    "transfer-unknown": (404, "Transfer unknown"),
+    "transfer-aborted": (409, "Transfer aborted"),
+    "transfer-committed": (409, "Transfer committed"),
+    "peer-unreachable": (422, "Peer unreachable"),
+    "interrupted": (422, "Transfer interrupted"),
 }
 
 #: Slugs for errors raised by the HTTP layer itself.

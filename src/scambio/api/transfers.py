@@ -56,7 +56,13 @@ async def check_hold(
     ledger: LedgerService, principal: Principal, hold_id: str, *, post: bool
 ) -> None:
     """A member posts holds they pay, voids holds they pay or receive; posting also needs
-    both parties unsuspended. Unknown holds are left to the ledger (404)."""
+    both parties unsuspended. Unknown holds are left to the ledger (404). Holds of
+    cross-timebank transfers (`fed.` ids) are resolved only by the federation protocol."""
+    if hold_id.startswith("fed."):
+        raise authz.forbidden(
+            f"hold {hold_id!r} belongs to a cross-timebank transfer: only the federation "
+            "protocol posts or voids it"
+        )
     async with ledger.read() as conn:
         parties = await authz.hold_parties(conn, hold_id)
         if parties is None:

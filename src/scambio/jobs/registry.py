@@ -12,6 +12,8 @@
 | send-digests | day | the last day |
 | co-production-report | month | 12 months, never before the ledger's first entry |
 | run-policies | hour | the last hour (each policy knows its own periods) |
+| federation-recover | minute | the last minute |
+| federation-reconcile | hour | the last hour |
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Final
 
-from scambio.jobs import ledger_jobs, policy_jobs, report_job, timebank_jobs
+from scambio.jobs import federation_jobs, ledger_jobs, policy_jobs, report_job, timebank_jobs
 from scambio.jobs.base import Job
 from scambio.jobs.periods import Every
 
@@ -104,6 +106,21 @@ RUN_POLICIES: Final = Job(
 )
 POLICY_JOBS: Final[list[Job]] = [RUN_POLICIES]
 
+FEDERATION_RECOVER: Final = Job(
+    "federation-recover",
+    Every.MINUTE,
+    federation_jobs.federation_recover,
+    "Finish in-doubt cross-timebank transfers with their peers; drop expired nonces.",
+    keep=_MINUTE_KEEP,
+)
+FEDERATION_RECONCILE: Final = Job(
+    "federation-reconcile",
+    Every.HOUR,
+    federation_jobs.federation_reconcile,
+    "Check each peer's checkpoints, clearing statement and cross transfers against ours.",
+    keep=_HOUR_KEEP,
+)
+
 ALL_JOBS: Final[tuple[Job, ...]] = (
     EXPIRE_HOLDS,
     FLUSH_MAIL,
@@ -115,4 +132,6 @@ ALL_JOBS: Final[tuple[Job, ...]] = (
     SEND_DIGESTS,
     COPRODUCTION_REPORT,
     *POLICY_JOBS,
+    FEDERATION_RECOVER,
+    FEDERATION_RECONCILE,
 )

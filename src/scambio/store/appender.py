@@ -695,7 +695,7 @@ class Appender:
         del work.new_entries[mark:]
         work.new_ids, work.new_accounts, work.touched = saved_ids, saved_new, saved_touched
         failed_at = len(results) - 1
-        culprit = command.items[failed_at].id
+        culprit = command.items[failed_at].entry_id
         return [
             failure
             if i == failed_at

@@ -183,9 +183,10 @@ Single = OpenAccount | SetLimits | Transfer | PostHold | VoidHold | Reverse
 
 @dataclass(frozen=True, slots=True)
 class Linked:
-    """Transfers that commit all together or not at all."""
+    """Commands that commit all together or not at all: usually transfers; federation also
+    links a hold's void with the transfer that replaces it (see ledger/SPEC.md section 13)."""
 
-    items: tuple[Transfer, ...]
+    items: tuple[Single, ...]
 
 
 Command = Single | Linked

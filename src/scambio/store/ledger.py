@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -28,6 +28,7 @@ from scambio.store.commands import (
     PostHold,
     Reverse,
     SetLimits,
+    Single,
     Transfer,
     VoidHold,
 )
@@ -117,7 +118,7 @@ class LedgerService:
             command = dataclasses.replace(command, expires_in=self.settings.default_hold_expiry)
         return await self.appender.submit(command)
 
-    async def linked(self, items: list[Transfer]) -> LinkedOutcome:
+    async def linked(self, items: Sequence[Single]) -> LinkedOutcome:
         return await self.appender.submit_linked(Linked(tuple(items)))
 
     async def post(self, hold_id: str, minutes: int | None = None) -> Outcome:
