@@ -12,10 +12,13 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Response, get, post
+from litestar.di import NamedDependency
 
 from scambio.ledger.errors import RuleViolation
+from scambio.store import tokens
 from scambio.timebank import people, sessions
 from scambio.timebank.areas import AREAS
+from scambio.timebank.db import stamp, writing
 from scambio.timebank.text import check_password, clean_name, normalise_email
 from scambio.timebank.throttle import key
 from scambio.web import session
@@ -64,14 +67,14 @@ def _signup(page: Page, *, status: int = 200, error: str | None = None, **values
 
 
 @get("/signup", opt={"access": PUBLIC}, include_in_schema=False)
-async def signup_page(page: Page) -> Response[Any]:
+async def signup_page(page: NamedDependency[Page]) -> Response[Any]:
     if page.principal is not None:
         return redirect(page, "/home")
     return _signup(page)
 
 
 @post("/signup", opt={"access": PUBLIC}, include_in_schema=False, status_code=200)
-async def signup(page: Page) -> Response[Any]:
+async def signup(page: NamedDependency[Page]) -> Response[Any]:
     form = await read_form(page, SignupForm)
     tb = page.timebank
     typed = {"name": form.name, "email": form.email, "zone": form.zone, "areas": form.areas}
@@ -88,8 +91,6 @@ async def signup(page: Page) -> Response[Any]:
             page, status=violation_status(exc), error=violation_message(page, exc), **typed
         )
     client_key = key("register", client_of(page))
-    from scambio.timebank.db import writing
-
     async with writing(tb.engine) as conn:
         wait = await tb.throttle.wait(conn, [(client_key, tb.settings.login_max_failures_per_ip)])
         if wait is None:
@@ -111,7 +112,7 @@ class LoginForm(Form, frozen=True, kw_only=True):
 
 
 @get("/login", opt={"access": PUBLIC}, include_in_schema=False)
-async def login_page(page: Page) -> Response[Any]:
+async def login_page(page: NamedDependency[Page]) -> Response[Any]:
     target = safe_next(page.request.query_params.get("next"))
     if page.principal is not None:
         return redirect(page, target)
@@ -119,7 +120,7 @@ async def login_page(page: Page) -> Response[Any]:
 
 
 @post("/login", opt={"access": PUBLIC}, include_in_schema=False, status_code=200)
-async def login(page: Page) -> Response[Any]:
+async def login(page: NamedDependency[Page]) -> Response[Any]:
     form = await read_form(page, LoginForm)
     target = safe_next(form.next)
     try:
@@ -142,6 +143,9 @@ async def login(page: Page) -> Response[Any]:
         if exc.code == "too-many-attempts":
             response.headers["Retry-After"] = str(exc.fields.get("retry_after", 60))
         return response
+    if page.session_token is not None and page.principal is not None:
+        # Logging in again replaces the browser's session: the old one ends.
+        await _revoke(page)
     page.cookies.append(
         session.session_cookie(
             result.token, secure=page.secure, max_age=page.settings.member_token_ttl
@@ -151,17 +155,18 @@ async def login(page: Page) -> Response[Any]:
 
 
 @post("/logout", opt={"access": READ}, include_in_schema=False, status_code=200)
-async def logout(page: Page) -> Response[Any]:
-    from scambio.store import tokens
-    from scambio.timebank.db import stamp, writing
+async def logout(page: NamedDependency[Page]) -> Response[Any]:
+    await _revoke(page)
+    page.cookies.append(session.expired_session_cookie(secure=page.secure))
+    page.session_token = None
+    return redirect(page, "/login?done=logged-out")
 
+
+async def _revoke(page: Page) -> None:
     async with writing(page.timebank.engine) as conn:
         await tokens.revoke_member_token(
             conn, page.user.token_id, page.member_id, stamp(page.timebank.clock)
         )
-    page.cookies.append(session.expired_session_cookie(secure=page.secure))
-    page.session_token = None
-    return redirect(page, "/login?done=logged-out")
 
 
 # -- password reset --------------------------------------------------------------------------
@@ -177,12 +182,12 @@ class ResetConfirmForm(Form, frozen=True, kw_only=True):
 
 
 @get("/password-reset", opt={"access": PUBLIC}, include_in_schema=False)
-async def reset_page(page: Page) -> Response[Any]:
+async def reset_page(page: NamedDependency[Page]) -> Response[Any]:
     return render(page, "reset.html", error=None)
 
 
 @post("/password-reset", opt={"access": PUBLIC}, include_in_schema=False, status_code=200)
-async def reset_request(page: Page) -> Response[Any]:
+async def reset_request(page: NamedDependency[Page]) -> Response[Any]:
     form = await read_form(page, ResetRequestForm)
     # Always the same answer, as over the API: it reveals nothing about who is a member.
     await sessions.request_reset(page.timebank, form.email)
@@ -190,12 +195,12 @@ async def reset_request(page: Page) -> Response[Any]:
 
 
 @get("/password-reset/confirm", opt={"access": PUBLIC}, include_in_schema=False)
-async def reset_confirm_page(page: Page) -> Response[Any]:
+async def reset_confirm_page(page: NamedDependency[Page]) -> Response[Any]:
     return render(page, "reset_confirm.html", error=None)
 
 
 @post("/password-reset/confirm", opt={"access": PUBLIC}, include_in_schema=False, status_code=200)
-async def reset_confirm(page: Page) -> Response[Any]:
+async def reset_confirm(page: NamedDependency[Page]) -> Response[Any]:
     form = await read_form(page, ResetConfirmForm)
     try:
         await sessions.confirm_reset(page.timebank, form.code.strip(), form.password)

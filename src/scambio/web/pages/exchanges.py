@@ -12,7 +12,8 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Response, get, post
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 
 from scambio.store.exchanges_tables import EXCHANGE_STATES
 from scambio.store.tokens import SCOPE_WRITE
@@ -41,7 +42,7 @@ def checked_exchange_id(value: str) -> str:
 
 @get("/exchanges", opt={"access": READ}, include_in_schema=False)
 async def exchange_list(
-    page: Page,
+    page: NamedDependency[Page],
     state_: Annotated[str | None, QueryParameter(name="state", max_length=20)] = None,
     before: Annotated[int | None, QueryParameter(ge=1, le=_MAX_SEQ)] = None,
 ) -> Response[Any]:
@@ -63,7 +64,7 @@ async def exchange_list(
 
 
 @get("/exchanges/{exchange_id:str}", opt={"access": READ}, include_in_schema=False)
-async def exchange_page(page: Page, exchange_id: str) -> Response[Any]:
+async def exchange_page(page: NamedDependency[Page], exchange_id: FromPath[str]) -> Response[Any]:
     async with reading(page.timebank.engine) as conn:
         ex = await exchanges.require_visible(conn, page.user, checked_exchange_id(exchange_id))
         view = (await exchange_views(page, conn, [ex]))[0]
@@ -95,7 +96,9 @@ MOVES: Final = {
     include_in_schema=False,
     status_code=200,
 )
-async def exchange_move(page: Page, exchange_id: str, action: str) -> Response[Any]:
+async def exchange_move(
+    page: NamedDependency[Page], exchange_id: FromPath[str], action: FromPath[str]
+) -> Response[Any]:
     form = await read_form(page, MoveForm)
     checked = checked_exchange_id(exchange_id)
     if action not in MOVES:

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Response, get, post
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 
 from scambio.ledger.entry import format_time
 from scambio.ledger.errors import RuleViolation
@@ -67,7 +68,7 @@ def own_accounts(page: Page) -> list[str]:
 
 
 @get("/home", opt={"access": READ}, include_in_schema=False)
-async def home(page: Page) -> Response[Any]:
+async def home(page: NamedDependency[Page]) -> Response[Any]:
     principal = page.user
     tb = page.timebank
     now = tb.clock()
@@ -128,7 +129,7 @@ async def home(page: Page) -> Response[Any]:
 
 @get("/notifications", opt={"access": READ}, include_in_schema=False)
 async def notification_list(
-    page: Page,
+    page: NamedDependency[Page],
     before: Annotated[int | None, QueryParameter(ge=1, le=_ID_MAX)] = None,
 ) -> Response[Any]:
     limit = 30
@@ -144,7 +145,9 @@ async def notification_list(
     include_in_schema=False,
     status_code=200,
 )
-async def notification_read(page: Page, notification_id: int) -> Response[Any]:
+async def notification_read(
+    page: NamedDependency[Page], notification_id: FromPath[int]
+) -> Response[Any]:
     await read_form(page, Form)
     if not 1 <= notification_id <= _ID_MAX:
         raise notifications.not_found(str(notification_id))
@@ -162,7 +165,7 @@ class ReadAllForm(Form, frozen=True, kw_only=True):
 
 
 @post("/notifications/read-all", opt={"access": READ}, include_in_schema=False, status_code=200)
-async def notification_read_all(page: Page) -> Response[Any]:
+async def notification_read_all(page: NamedDependency[Page]) -> Response[Any]:
     form = await read_form(page, ReadAllForm)
     async with writing(page.timebank.engine) as conn:
         await notifications.mark_all_read(
@@ -180,7 +183,9 @@ async def notification_read_all(page: Page) -> Response[Any]:
     include_in_schema=False,
     status_code=200,
 )
-async def link_answer(page: Page, link_id: str, action: str) -> Response[Any]:
+async def link_answer(
+    page: NamedDependency[Page], link_id: FromPath[str], action: FromPath[str]
+) -> Response[Any]:
     await read_form(page, Form)
     if action not in ("accept", "decline"):
         raise orgs.link_not_found(link_id)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from litestar import Response, get
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 from sqlalchemy import select
 
 from scambio.ledger import merkle
@@ -80,12 +81,14 @@ After = Annotated[int | None, QueryParameter(ge=0, le=_MAX_INDEX)]
 
 
 @get("/statement", opt={"access": READ}, include_in_schema=False)
-async def own_statement(page: Page, after: After = None) -> Response[Any]:
+async def own_statement(page: NamedDependency[Page], after: After = None) -> Response[Any]:
     return await _statement(page, None, after)
 
 
 @get("/members/{member_id:str}/statement", opt={"access": READ}, include_in_schema=False)
-async def member_statement(page: Page, member_id: str, after: After = None) -> Response[Any]:
+async def member_statement(
+    page: NamedDependency[Page], member_id: FromPath[str], after: After = None
+) -> Response[Any]:
     return await _statement(page, member_id, after)
 
 
@@ -106,12 +109,14 @@ async def _csv(page: Page, member_id: str | None) -> Response[Any]:
 
 
 @get("/statement.csv", opt={"access": READ}, include_in_schema=False)
-async def own_statement_csv(page: Page) -> Response[Any]:
+async def own_statement_csv(page: NamedDependency[Page]) -> Response[Any]:
     return await _csv(page, None)
 
 
 @get("/members/{member_id:str}/statement.csv", opt={"access": READ}, include_in_schema=False)
-async def member_statement_csv(page: Page, member_id: str) -> Response[Any]:
+async def member_statement_csv(
+    page: NamedDependency[Page], member_id: FromPath[str]
+) -> Response[Any]:
     return await _csv(page, member_id)
 
 
@@ -152,7 +157,7 @@ def _entry_accounts(canonical: bytes) -> set[str]:
 
 
 @get("/verify/{index:int}", opt={"access": READ}, include_in_schema=False)
-async def verify_entry(page: Page, index: int) -> Response[Any]:
+async def verify_entry(page: NamedDependency[Page], index: FromPath[int]) -> Response[Any]:
     tb = page.timebank
     if not 0 <= index <= _MAX_INDEX:
         raise RuleViolation("entry-not-found", f"there is no entry {index}")
@@ -224,7 +229,7 @@ class Consistency:
     opt={"access": PUBLIC},
     include_in_schema=False,
 )
-async def ledger_page(page: Page) -> Response[Any]:
+async def ledger_page(page: NamedDependency[Page]) -> Response[Any]:
     tb = page.timebank
     verifier = tb.ledger.signer.verifier()
     async with tb.ledger.read() as conn:

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Response, get, post
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 
 from scambio.ledger.entry import format_time
 from scambio.ledger.errors import RuleViolation
@@ -69,7 +70,7 @@ async def visible_listing(page: Page, listing_id: str) -> Listing:
 
 @get("/listings", opt={"access": READ}, include_in_schema=False)
 async def browse(  # noqa: PLR0917 - Litestar injects parameters by name
-    page: Page,
+    page: NamedDependency[Page],
     q: Annotated[str | None, QueryParameter(max_length=200)] = None,
     kind: Choice = None,
     area: Choice = None,
@@ -117,7 +118,7 @@ async def browse(  # noqa: PLR0917 - Litestar injects parameters by name
 
 
 @get("/listings/mine", opt={"access": READ}, include_in_schema=False)
-async def mine(page: Page) -> Response[Any]:
+async def mine(page: NamedDependency[Page]) -> Response[Any]:
     tb = page.timebank
     filters = Filters(member=page.member_id, statuses=("active", "paused", "expired", "closed"))
     async with reading(tb.engine) as conn:
@@ -177,14 +178,14 @@ def _form_page(page: Page, *, status: int = 200, error: str | None = None, **val
 
 
 @get("/listings/new", opt={"access": ACT, "scope": SCOPE_WRITE}, include_in_schema=False)
-async def new_listing(page: Page, kind: Choice = None) -> Response[Any]:
+async def new_listing(page: NamedDependency[Page], kind: Choice = None) -> Response[Any]:
     return _form_page(page, kind=kind if kind in LISTING_KINDS else "offer")
 
 
 @post(
     "/listings", opt={"access": ACT, "scope": SCOPE_WRITE}, include_in_schema=False, status_code=200
 )
-async def create_listing(page: Page) -> Response[Any]:
+async def create_listing(page: NamedDependency[Page]) -> Response[Any]:
     form = await read_form(page, ListingForm)
     principal = page.user
     if form.owner == "me":
@@ -267,7 +268,7 @@ async def _listing_page(
 
 
 @get("/listings/{listing_id:str}", opt={"access": READ}, include_in_schema=False)
-async def listing_page(page: Page, listing_id: str) -> Response[Any]:
+async def listing_page(page: NamedDependency[Page], listing_id: FromPath[str]) -> Response[Any]:
     return await _listing_page(page, await visible_listing(page, listing_id))
 
 
@@ -277,7 +278,7 @@ async def listing_page(page: Page, listing_id: str) -> Response[Any]:
     include_in_schema=False,
     status_code=200,
 )
-async def renew(page: Page, listing_id: str) -> Response[Any]:
+async def renew(page: NamedDependency[Page], listing_id: FromPath[str]) -> Response[Any]:
     await read_form(page, Form)
     listing = await visible_listing(page, listing_id)
     listings.may_change(page.user, listing.owner)
@@ -300,7 +301,7 @@ class CloseForm(Form, frozen=True, kw_only=True):
     include_in_schema=False,
     status_code=200,
 )
-async def close(page: Page, listing_id: str) -> Response[Any]:
+async def close(page: NamedDependency[Page], listing_id: FromPath[str]) -> Response[Any]:
     form = await read_form(page, CloseForm)
     listing = await visible_listing(page, listing_id)
     listings.may_change(page.user, listing.owner)
@@ -327,7 +328,7 @@ class ProposeForm(Form, frozen=True, kw_only=True):
     include_in_schema=False,
     status_code=200,
 )
-async def propose(page: Page, listing_id: str) -> Response[Any]:
+async def propose(page: NamedDependency[Page], listing_id: FromPath[str]) -> Response[Any]:
     form = await read_form(page, ProposeForm)
     listing = await visible_listing(page, listing_id)
     me = page.user.account_id

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Response, get, post
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 from sqlalchemy import func, select
 
 from scambio.ledger.entry import decode_entry, parse_time
@@ -49,7 +50,7 @@ def _member_id(value: str) -> str:
 
 
 @get("/manage", opt={"access": STAFF_READ}, include_in_schema=False)
-async def manage_index(page: Page) -> Response[Any]:
+async def manage_index(page: NamedDependency[Page]) -> Response[Any]:
     tb = page.timebank
     async with reading(tb.engine) as conn:
         pending = (
@@ -77,7 +78,7 @@ async def manage_index(page: Page) -> Response[Any]:
 
 
 @get("/manage/approvals", opt={"access": STAFF_READ}, include_in_schema=False)
-async def approvals(page: Page) -> Response[Any]:
+async def approvals(page: NamedDependency[Page]) -> Response[Any]:
     async with reading(page.timebank.engine) as conn:
         pending = await people.listing(conn, status="pending", limit=200)
     return render(page, "approvals.html", pending=pending, zone_names=zone_names(page))
@@ -100,7 +101,7 @@ async def _target(page: Page, member_id: str) -> people.Member:
     include_in_schema=False,
     status_code=200,
 )
-async def approve(page: Page, member_id: str) -> Response[Any]:
+async def approve(page: NamedDependency[Page], member_id: FromPath[str]) -> Response[Any]:
     await read_form(page, Form)
     member = await _target(page, member_id)
     approved = await people.approve(page.timebank, authz.actor(page.user), member.id)
@@ -115,7 +116,7 @@ async def approve(page: Page, member_id: str) -> Response[Any]:
     include_in_schema=False,
     status_code=200,
 )
-async def reject(page: Page, member_id: str) -> Response[Any]:
+async def reject(page: NamedDependency[Page], member_id: FromPath[str]) -> Response[Any]:
     form = await read_form(page, RejectForm)
     member = await _target(page, member_id)
     reason = people.clean_reason(form.reason, required=True)
@@ -131,7 +132,7 @@ async def reject(page: Page, member_id: str) -> Response[Any]:
 
 @get("/manage/queue", opt={"access": STAFF_READ}, include_in_schema=False)
 async def queue(
-    page: Page,
+    page: NamedDependency[Page],
     zone: Annotated[str | None, QueryParameter(max_length=64)] = None,
     area: Annotated[str | None, QueryParameter(max_length=64)] = None,
     cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
@@ -180,7 +181,7 @@ class IntroductionForm(Form, frozen=True, kw_only=True):
 
 
 @post("/manage/introductions", opt={"access": WRITE}, include_in_schema=False, status_code=200)
-async def introduce(page: Page) -> Response[Any]:
+async def introduce(page: NamedDependency[Page]) -> Response[Any]:
     form = await read_form(page, IntroductionForm)
     if form.helper_type not in (MEMBER, ORGANISATION):
         raise FormInvalid("helper_type", "must be member or organisation")
@@ -206,7 +207,7 @@ async def introduce(page: Page) -> Response[Any]:
 
 
 @get("/manage/disputes", opt={"access": STAFF_READ}, include_in_schema=False)
-async def disputes(page: Page) -> Response[Any]:
+async def disputes(page: NamedDependency[Page]) -> Response[Any]:
     async with reading(page.timebank.engine) as conn:
         found = await exchanges.listing(conn, accounts=None, state="disputed", limit=100)
         views = await exchange_views(page, conn, found)
@@ -256,12 +257,12 @@ async def _record_page(
 
 
 @get("/manage/record", opt={"access": WRITE}, include_in_schema=False)
-async def record_page(page: Page) -> Response[Any]:
+async def record_page(page: NamedDependency[Page]) -> Response[Any]:
     return await _record_page(page)
 
 
 @post("/manage/record", opt={"access": WRITE}, include_in_schema=False, status_code=200)
-async def record(page: Page) -> Response[Any]:
+async def record(page: NamedDependency[Page]) -> Response[Any]:
     form = await read_form(page, RecordForm)
     try:
         exchange_id = str(uuid.UUID(form.id))
@@ -299,7 +300,8 @@ class ReverseForm(Form, frozen=True, kw_only=True):
 
 @get("/manage/reversals", opt={"access": WRITE}, include_in_schema=False)
 async def reversals_page(
-    page: Page, index: Annotated[int | None, QueryParameter(ge=0, le=_MAX_INDEX)] = None
+    page: NamedDependency[Page],
+    index: Annotated[int | None, QueryParameter(ge=0, le=_MAX_INDEX)] = None,
 ) -> Response[Any]:
     entry = None
     if index is not None:
@@ -312,7 +314,7 @@ async def reversals_page(
 
 
 @post("/manage/reversals", opt={"access": WRITE}, include_in_schema=False, status_code=200)
-async def reverse(page: Page) -> Response[Any]:
+async def reverse(page: NamedDependency[Page]) -> Response[Any]:
     form = await read_form(page, ReverseForm)
     try:
         request_id = str(uuid.UUID(form.id))
@@ -334,7 +336,7 @@ async def reverse(page: Page) -> Response[Any]:
 
 @get("/manage/audit", opt={"access": STAFF_READ}, include_in_schema=False)
 async def audit_page(
-    page: Page,
+    page: NamedDependency[Page],
     before: Annotated[int | None, QueryParameter(ge=1, le=_MAX_INDEX)] = None,
     action: Annotated[str | None, QueryParameter(max_length=64)] = None,
 ) -> Response[Any]:

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from scambio.ledger.errors import RuleViolation
 from scambio.store import queries
@@ -37,7 +39,7 @@ def _org_id(value: str) -> str:
 
 
 @get("/organisations", opt={"access": READ}, include_in_schema=False)
-async def organisation_list(page: Page) -> Response[Any]:
+async def organisation_list(page: NamedDependency[Page]) -> Response[Any]:
     principal = page.user
     async with reading(page.timebank.engine) as conn:
         if principal.is_staff:
@@ -52,7 +54,7 @@ async def organisation_list(page: Page) -> Response[Any]:
 
 
 @get("/organisations/{org_id:str}", opt={"access": READ}, include_in_schema=False)
-async def organisation_page(page: Page, org_id: str) -> Response[Any]:
+async def organisation_page(page: NamedDependency[Page], org_id: FromPath[str]) -> Response[Any]:
     principal = page.user
     async with reading(page.timebank.engine) as conn:
         org = await orgs.get(conn, _org_id(org_id))
@@ -95,7 +97,7 @@ class LinkForm(Form, frozen=True, kw_only=True):
     include_in_schema=False,
     status_code=200,
 )
-async def propose_employee(page: Page, org_id: str) -> Response[Any]:
+async def propose_employee(page: NamedDependency[Page], org_id: FromPath[str]) -> Response[Any]:
     form = await read_form(page, LinkForm)
     async with reading(page.timebank.engine) as conn:
         org = await orgs.get(conn, _org_id(org_id))
@@ -116,7 +118,12 @@ async def propose_employee(page: Page, org_id: str) -> Response[Any]:
     include_in_schema=False,
     status_code=200,
 )
-async def move_link(page: Page, org_id: str, link_id: str, action: str) -> Response[Any]:
+async def move_link(
+    page: NamedDependency[Page],
+    org_id: FromPath[str],
+    link_id: FromPath[str],
+    action: FromPath[str],
+) -> Response[Any]:
     await read_form(page, Form)
     if action not in ("withdraw", "end"):
         raise orgs.link_not_found(link_id)
