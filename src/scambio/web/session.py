@@ -79,7 +79,9 @@ def same_origin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
         return False
     origin = _header(connection, "origin")
     if origin is None or origin == "null":
-        return origin is None
+        # No Origin, or "null" (what a browser sends under `Referrer-Policy: no-referrer`,
+        # which every response here carries): no word either way; the token decides.
+        return True
     host = _header(connection, "host")
     if host is None:
         return False
