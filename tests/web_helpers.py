@@ -7,8 +7,8 @@ CSRF token from the forms it was shown, and posts forms with it.
 from __future__ import annotations
 
 import re
-from http.cookies import SimpleCookie
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from typing import Any
 
 import httpx

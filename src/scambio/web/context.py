@@ -81,7 +81,7 @@ async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> _Seen
         if principal is not None and principal.member_id is None:
             principal = None
     seen = _Seen(principal, token if principal is not None else None)
-    connection.scope[_STATE_KEY] = seen  # type: ignore[literal-required]
+    connection.scope[_STATE_KEY] = seen  # type: ignore[typeddict-unknown-key]
     return seen
 
 

@@ -133,7 +133,7 @@ def light_page(request: Request[Any, Any, Any]) -> Page:
         principal=seen.principal,
         me=None,
         session_token=seen.token,
-        csrf_secret=secret if valid_secret(secret) else "",
+        csrf_secret=secret if secret is not None and valid_secret(secret) else "",
         secure=is_https(request, timebank.settings),
     )
 
@@ -242,7 +242,7 @@ def handle_internal(request: Request[Any, Any, Any], exc: Exception) -> Response
     return error_page(request, 500, page._("The server could not handle this request."))
 
 
-EXCEPTION_HANDLERS: Final[dict[type[Exception], Any]] = {
+EXCEPTION_HANDLERS: Final[dict[int | type[Exception], Any]] = {
     RuleViolation: handle_violation,
     FormInvalid: handle_form,
     LoginRequired: handle_login,

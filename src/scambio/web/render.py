@@ -140,4 +140,4 @@ def redirect(page: Page, url: str) -> Response[Any]:
 
 def plain(page: Page, body: str, *, media_type: str, headers: dict[str, str]) -> Response[str]:
     response: Response[str] = Response(body, media_type=media_type, headers=headers)
-    return _apply(page, response)  # type: ignore[return-value]
+    return _apply(page, response)

@@ -54,7 +54,9 @@ class SignupForm(Form, frozen=True, kw_only=True):
     areas: list[Short] = msgspec.field(default_factory=list)
 
 
-def _signup(page: Page, *, status: int = 200, error: str | None = None, **values: Any) -> Any:
+def _signup(
+    page: Page, *, status: int = 200, error: str | None = None, **values: Any
+) -> Response[Any]:
     return render(
         page,
         "signup.html",
@@ -96,8 +98,8 @@ async def signup(page: NamedDependency[Page]) -> Response[Any]:
         if wait is None:
             await tb.throttle.fail(conn, [client_key])
     if wait is not None:
-        exc = RuleViolation("too-many-attempts", "too many registrations", retry_after=wait)
-        return _signup(page, status=429, error=violation_message(page, exc), **typed)
+        refusal = RuleViolation("too-many-attempts", "too many registrations", retry_after=wait)
+        return _signup(page, status=429, error=violation_message(page, refusal), **typed)
     await people.register(tb, email=email, password=form.password, name=name, profile=profile)
     return redirect(page, "/login?done=registered")
 

@@ -118,6 +118,7 @@ async def home(page: NamedDependency[Page]) -> Response[Any]:
         links=links,
         org_names=org_names,
         suggested=suggested,
+        zone_names=zone_names(page),
         nearby=[
             item for item in (nearby.items if nearby else []) if item.owner.id != page.member_id
         ],

@@ -104,7 +104,7 @@ async def browse(  # noqa: PLR0917 - Litestar injects parameters by name
     if found.next_cursor:
         query = "&".join(f"{k}={v}" for k, v in params.items() if v)
         more = "/listings?" + (query + "&" if query else "") + "cursor=" + found.next_cursor
-    context = {
+    context: dict[str, Any] = {
         "items": found.items,
         "more": more,
         "params": params,
@@ -150,7 +150,9 @@ class ListingForm(Form, frozen=True, kw_only=True):
     expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=listings.TTL_DAYS_MAX)] | None = None
 
 
-def _form_page(page: Page, *, status: int = 200, error: str | None = None, **values: Any) -> Any:
+def _form_page(
+    page: Page, *, status: int = 200, error: str | None = None, **values: Any
+) -> Response[Any]:
     defaults = {
         "kind": "offer",
         "title": "",
