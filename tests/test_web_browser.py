@@ -294,8 +294,8 @@ def test_no_serious_accessibility_violation_on_any_main_page(
         page.goto(community.url + f"/login?lang={lang}")
         if who:
             log_in(page, community, who)
-        for path in paths:
-            path = path.replace("/verify/1", f"/verify/{index}")
+        for listed in paths:
+            path = listed.replace("/verify/1", f"/verify/{index}")
             response = page.goto(community.url + path)
             assert response is not None and response.status < 400, (
                 who,
