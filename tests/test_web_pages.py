@@ -490,3 +490,91 @@ async def test_pages_render_in_italian_and_english(
         await b.login("sara@example.org")
         assert words[2] in (await b.get("/listings")).text
         assert words[3] in (await b.get("/manage")).text
+
+
+async def test_every_page_needs_the_access_it_declares(tmp_path: Path, db_url: str) -> None:
+    """Every page route, generically: visitors are sent to log in unless the page is
+    public; a member gets 403 on staff pages; an auditor gets 403 on managers' pages."""
+    async with running_api(db_url, tmp_path) as api:
+        await api.add_member("anna", name="Anna", role="auditor")
+        await api.add_member("marco", name="Marco")
+        visitor, marco, anna = browser(api), browser(api), browser(api)
+        await marco.login("marco@example.org")
+        await anna.login("anna@example.org")
+        checked = 0
+        for route in api.app.routes:
+            if route.path.startswith(("/api/", "/schema", "/static")) or route.path == "/health":
+                continue
+            for handler in getattr(route, "route_handlers", []):
+                if "GET" not in handler.http_methods:
+                    continue
+                access = handler.opt.get("access", "public" if route.path == "/" else "write")
+                path = concrete(route.path)
+                response = await visitor.get(path)
+                if access == "public":
+                    assert response.status_code in (200, 303, 404), (path, response.status_code)
+                    if response.status_code == 303:
+                        assert not response.headers["location"].startswith("/login"), path
+                else:
+                    assert location(response).startswith("/login?next="), path
+                if access in ("staff-read", "write"):
+                    assert (await marco.get(path)).status_code == 403, path
+                if access == "write":
+                    assert (await anna.get(path)).status_code == 403, path
+                checked += 1
+        assert checked >= 25
+
+
+async def test_manager_records_for_an_offline_member_and_reverses_with_a_reason(
+    tmp_path: Path, db_url: str
+) -> None:
+    async with running_api(db_url, tmp_path) as api:
+        await api.add_member("sara", name="Sara", role="manager")
+        ada = await api.add_member("ada", name="Ada Colombo")
+        bruno = await api.add_member("bruno", name="Bruno Marino")
+        sara = browser(api)
+        await sara.login("sara@example.org")
+        form = await sara.get("/manage/record")
+        assert "Ada Colombo" in form.text and "Bruno Marino" in form.text
+        recorded = await sara.post(
+            "/manage/record",
+            {
+                "id": form_value(form.text, "id"),
+                "provider": ada.account,
+                "receiver": bruno.account,
+                "minutes": "120",
+                "title": "Spesa a domicilio",
+                "area": "health_wellbeing",
+                "reason": "modulo cartaceo firmato",
+            },
+        )
+        exchange_url = location(recorded)
+        assert exchange_url.endswith("?done=recorded")
+        assert await balance(api, ada.account) == 120
+        shown = await sara.follow(recorded)
+        assert "modulo cartaceo firmato" in shown.text
+        index = re.findall(r'href="/verify/(\d+)"', shown.text)[-1]
+
+        preview = await sara.get(f"/manage/reversals?index={index}")
+        assert ada.account in preview.text
+        request_id = form_value(preview.text, "id")
+        no_reason = await sara.post(
+            "/manage/reversals", {"id": request_id, "index": index, "reason": ""}
+        )
+        assert no_reason.status_code == 422
+        assert await balance(api, ada.account) == 120
+        reversed_ = await sara.post(
+            "/manage/reversals",
+            {"id": request_id, "index": index, "reason": "registrato due volte"},
+        )
+        assert location(reversed_).endswith("?done=reversed")
+        assert await balance(api, ada.account) == 0 and await balance(api, bruno.account) == 0
+        audit = await sara.get("/manage/audit?action=entry.reversed")
+        assert "registrato due volte" in audit.text
+        # Reversing it again is refused: the entry is already reversed.
+        again = await sara.post(
+            "/manage/reversals",
+            {"id": str(__import__("uuid").uuid4()), "index": index, "reason": "di nuovo"},
+        )
+        assert again.status_code == 409
+        assert await balance(api, ada.account) == 0
