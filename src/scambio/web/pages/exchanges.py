@@ -125,10 +125,7 @@ async def exchange_move(
         await exchanges.act(tb, principal, checked, action, minutes=form.minutes)
     else:
         await exchanges.act(tb, principal, checked, action)
-    target = f"/exchanges/{checked}?done={MOVES[action]}"
-    if action == rules.RESOLVE and page.request.query_params.get("from") == "disputes":
-        target = "/manage/disputes?done=resolved"
-    return redirect(page, target)
+    return redirect(page, f"/exchanges/{checked}?done={MOVES[action]}")
 
 
 def _forbidden() -> Exception:
