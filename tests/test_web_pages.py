@@ -8,6 +8,7 @@ process, on SQLite and PostgreSQL, and cover every route.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -578,3 +579,64 @@ async def test_manager_records_for_an_offline_member_and_reverses_with_a_reason(
         )
         assert again.status_code == 409
         assert await balance(api, ada.account) == 0
+
+
+@pytest.fixture
+async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    """A running app started before the test body (so that `caplog` sees its logs)."""
+    async with running_api(db_url, tmp_path) as running:
+        yield running
+
+
+async def test_password_reset_through_the_pages(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="scambio.timebank.outbox")
+    await api.add_member("giulia", name="Giulia")
+    b = browser(api)
+    await b.get("/password-reset")
+    asked = await b.post("/password-reset", {"email": "GIULIA@example.org"})
+    assert location(asked) == "/password-reset/confirm?done=reset-sent"
+    # An unknown address gets the same answer.
+    other = await b.post("/password-reset", {"email": "nobody@example.org"})
+    assert location(other) == location(asked)
+    await api.mail_sent()
+    codes = re.findall(r"rst_[A-Za-z0-9_-]{43}", caplog.text)
+    assert len(codes) == 1, caplog.text[-3000:]
+    await b.get("/password-reset/confirm")
+    wrong = await b.post(
+        "/password-reset/confirm", {"code": "rst_" + "A" * 43, "password": "x" * 12}
+    )
+    assert wrong.status_code == 422 and 'class="error"' in wrong.text
+    done = await b.post(
+        "/password-reset/confirm", {"code": codes[0], "password": "a fresh long password"}
+    )
+    assert location(done) == "/login?done=password-set"
+    home = await b.login("giulia@example.org", "a fresh long password")
+    assert home.status_code == 200
+
+
+async def test_a_manager_resolves_a_dispute(tmp_path: Path, db_url: str) -> None:
+    async with running_api(db_url, tmp_path) as api:
+        await api.add_member("sara", name="Sara", role="manager")
+        await api.add_member("anna", name="Anna", role="auditor")
+        giulia = await api.add_member("giulia", name="Giulia")
+        marco = await api.add_member("marco", name="Marco")
+        ex = await exchange_in(api, giulia, marco, "disputed", minutes=60)
+        anna, sara = browser(api), browser(api)
+        await anna.login("anna@example.org")
+        await sara.login("sara@example.org")
+        listed = await anna.get("/manage/disputes")
+        assert f"/exchanges/{ex}" in listed.text
+        page = await anna.get(f"/exchanges/{ex}")
+        assert "/resolve" not in page.text  # an auditor reads, never acts
+        refused = await anna.post(f"/exchanges/{ex}/resolve", {"minutes": "30", "reason": "x"})
+        assert refused.status_code == 403
+        assert 'action="/exchanges/' + ex + '/resolve"' in (await sara.get(f"/exchanges/{ex}")).text
+        done = await sara.post(
+            f"/exchanges/{ex}/resolve", {"minutes": "30", "reason": "met halfway"}
+        )
+        assert location(done) == f"/exchanges/{ex}?done=resolved"
+        assert await balance(api, giulia.account) == 30
+        assert await balance(api, marco.account) == -30
+        assert f"/exchanges/{ex}" not in (await sara.get("/manage/disputes")).text
