@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint typecheck pytest bench soak vectors clean
+.PHONY: install run test lint typecheck pytest bench soak vectors clean messages screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,17 @@ bench: install
 
 vectors: install
 	$(BIN)/python -m scambio.ledger.vectorgen ledger/vectors
+
+# Re-extract the pages' messages and merge them into the Italian catalog (then translate).
+messages: install
+	$(BIN)/pybabel extract -F src/scambio/web/babel.cfg -k N_ --no-location --sort-output \
+		-o var/messages.pot .
+	$(BIN)/pybabel update -i var/messages.pot -d src/scambio/web/locale -l it \
+		--no-fuzzy-matching --ignore-obsolete --width 100
+
+# Screenshots of the main pages on a phone, into docs/screenshots/ (Debian's Chromium).
+screenshots: install
+	$(BIN)/python -m tests.screenshots docs/screenshots
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -168,7 +168,8 @@ async def test_home_page_shows_the_ledger_and_how_to_verify_it(api: Api) -> None
     assert "<script" not in html and "style=" not in html and "<style" not in html
     refs = local_references(html)
     assert all(ref.startswith(("/", "#")) and not ref.startswith("//") for ref in refs), refs
-    assert '<html lang="en">' in html
+    assert '<html lang="it">' in html  # Italian by default; ?lang=en switches
+    assert '<html lang="en">' in (await api.client.get("/?lang=en")).text
 
 
 async def test_home_page_escapes_everything(tmp_path: Path, sqlite_template: Path) -> None:
@@ -181,7 +182,7 @@ async def test_home_page_escapes_everything(tmp_path: Path, sqlite_template: Pat
     async with AsyncTestClient(app=create_app(settings)) as client:
         html = (await client.get("/")).text
     assert "<script>" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;&amp;&quot;q&#x27;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&amp;&#34;q&#39;" in html
 
 
 # -- security headers --------------------------------------------------------------------

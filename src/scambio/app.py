@@ -26,6 +26,7 @@ from scambio.api.auth import provide_timebank
 from scambio.api.deps import provide_ledger
 from scambio.api.health import health
 from scambio.api.problems import EXCEPTION_HANDLERS
+from scambio.api.ratelimit import scope_client
 from scambio.api.security import add_security_headers
 from scambio.jobs import scheduler_for
 from scambio.settings import Settings, load_settings
@@ -38,6 +39,7 @@ from scambio.timebank.context import Timebank
 from scambio.web import STATIC_DIR, STATIC_URL
 from scambio.web.docs import LocalRedocRenderPlugin, LocalSwaggerRenderPlugin
 from scambio.web.home import home
+from scambio.web.router import web_router
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         route_handlers=[
             api_router(),
             home,
+            web_router(client_address=scope_client),
             health,
             create_static_files_router(
                 path=STATIC_URL, directories=[STATIC_DIR], include_in_schema=False

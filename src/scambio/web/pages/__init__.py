@@ -1,0 +1,1 @@
+"""The page handlers, one module per part of the app."""
