@@ -49,7 +49,7 @@ ADDED = {
         "coproduction_reports",
         "report_pairs",
         "report_state",
-    },  # fmt: skip
+    },
     "0008": {
         "federation_peers",
         "federation_transfers",

@@ -21,14 +21,6 @@ def _run(conn: Connection, action: str, revision: str) -> set[str]:
     return set(inspect(conn).get_table_names())
 
 
-def _listing_fks(conn: Connection) -> list[str | None]:
-    return [
-        fk["name"]
-        for fk in inspect(conn).get_foreign_keys("exchanges")
-        if fk["referred_table"] == "listings"
-    ]
-
-
 EXCHANGE = (
     "INSERT INTO exchanges (id, state, version, provider_account, receiver_account, "
     "proposed_by, title, minutes, hold_expires_in, created_at, updated_at, listing_id) "
